@@ -1,0 +1,36 @@
+# The two commands: `make reproduce-table1` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+# JAX's persistent compilation cache, outside the repository.
+export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/cmrl_jax/jax-cache
+# CPU unless the caller says otherwise (e.g. `make reproduce-table1 JAX_PLATFORMS=cuda`).
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: install reproduce-table1 test lint bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+reproduce-table1: $(STAMP)
+	$(BIN)/python -m experiments.table1 $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.throughput $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,171 @@
+"""Typed, frozen configurations, validated before anything compiles.
+
+``TrainConfig`` holds the static shape of one compiled program (environment,
+architecture, sizes, horizons, schedules). ``RunSpec`` holds what may differ
+between the runs that are vmapped inside that program (seed, learning rate,
+lambda_div, reward scheme): those become traced values.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmrl_jax.divergence import DIVERGENCES
+from cmrl_jax.networks import ARCHITECTURES
+from cmrl_jax.rewards import SCHEMES
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem (reported in one line, exit status 2)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method of the paper: architecture, reward scheme, memory size."""
+
+    name: str
+    architecture: str
+    scheme: str
+    hidden: int
+    divergence: bool  # whether the divergence loss applies (CMRL only)
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("RL2", "sequential", "separate", 32, False),
+        Method("ERL2", "sequential", "zero", 32, False),
+        Method("Separate", "central_lstm", "separate", 16, True),
+        Method("Shared", "central_lstm", "shared", 16, True),
+        Method("Zero-Until-Exploit", "central_lstm", "zero", 16, True),
+        Method("Max-Until-Exploit", "central_lstm", "max", 16, True),
+        Method("StDev-Until-Exploit", "central_lstm", "stdev", 16, True),
+        Method("Max+StDev-Until-Exploit", "central_lstm", "max_stdev", 16, True),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    """Look up a method by name (ConfigError naming the known ones if unknown)."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One vmapped run: a method's traced hyperparameters and a seed."""
+
+    method: str
+    seed: int
+    learning_rate: float
+    lambda_div: float = 0.0
+
+    def validate(self) -> None:
+        """Raise ConfigError on an impossible value."""
+        get_method(self.method)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
+        if not self.lambda_div >= 0:
+            raise ConfigError(f"lambda_div must be >= 0, got {self.lambda_div}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Static configuration of one compiled training program."""
+
+    env: str = "monty_hall"
+    env_kwargs: tuple[tuple[str, Any], ...] = (("num_doors", 10),)
+    architecture: str = "central_lstm"
+    hidden: int = 16
+    k_explore: int = 10  # explore rollouts (CMRL) or explore sub-episodes (RL2/ERL2)
+    horizon: int = 1  # H: decisions per sub-episode
+    batch_size: int = 128  # meta-episodes per update (per run)
+    num_updates: int = 10_000
+    chunk_updates: int = 250  # updates per compiled call; eval + checkpoint between
+    gamma: float = 0.99
+    value_coef: float = 0.5
+    entropy_explore: float = 0.01
+    entropy_exploit_start: float = 0.3  # annealed linearly ...
+    entropy_exploit_end: float = 0.01  # ... to this ...
+    entropy_anneal_fraction: float = 0.6  # ... over this fraction of num_updates
+    max_grad_norm: float = 1.0
+    divergence: str = "js"
+    num_derangements: int = 1
+    reward_input_scale: float = 1.0
+    eval_batches: int = 10
+    eval_batch_size: int = 128
+    eval_greedy: bool = False
+    runs: tuple[RunSpec, ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        """Raise ConfigError on the first impossible value, before any compilation."""
+        from envs.registry import registered_envs
+
+        if self.env not in registered_envs():
+            raise ConfigError(f"unknown env {self.env!r}; known: {', '.join(registered_envs())}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
+            )
+        if self.divergence not in DIVERGENCES:
+            raise ConfigError(
+                f"unknown divergence {self.divergence!r}; known: {', '.join(DIVERGENCES)}"
+            )
+        positive = {
+            "hidden": self.hidden,
+            "k_explore": self.k_explore,
+            "horizon": self.horizon,
+            "batch_size": self.batch_size,
+            "num_updates": self.num_updates,
+            "chunk_updates": self.chunk_updates,
+            "num_derangements": self.num_derangements,
+            "eval_batches": self.eval_batches,
+            "eval_batch_size": self.eval_batch_size,
+        }
+        for name, value in positive.items():
+            if int(value) != value or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("value_coef", "entropy_explore", "entropy_exploit_start",
+                     "entropy_exploit_end", "max_grad_norm", "reward_input_scale"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.entropy_anneal_fraction <= 1.0:
+            raise ConfigError("entropy_anneal_fraction must be in [0, 1]")
+        if not self.runs:
+            raise ConfigError("no runs: select at least one method and one seed")
+        for run in self.runs:
+            run.validate()
+            method = get_method(run.method)
+            if method.architecture != self.architecture:
+                raise ConfigError(
+                    f"method {run.method} uses {method.architecture}, "
+                    f"this program is {self.architecture}"
+                )
+            if run.lambda_div > 0 and self.architecture != "sequential" and self.k_explore < 2:
+                raise ConfigError("the divergence loss needs K_explore >= 2 rollouts")
+        for scheme in {get_method(r.method).scheme for r in self.runs}:
+            if scheme not in SCHEMES:
+                raise ConfigError(f"unknown reward scheme {scheme!r}")
+
+    @property
+    def concurrent(self) -> bool:
+        """CMRL (K rollouts in parallel) rather than sequential sub-episodes."""
+        return self.architecture != "sequential"
+
+    def to_json(self) -> str:
+        """Canonical JSON (used to recognise a results folder's config)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
+
+    @staticmethod
+    def from_json(text: str) -> "TrainConfig":
+        """Inverse of ``to_json``."""
+        d = json.loads(text)
+        d["env_kwargs"] = tuple(tuple(kv) for kv in d["env_kwargs"])
+        d["runs"] = tuple(RunSpec(**r) for r in d["runs"])
+        return TrainConfig(**d)

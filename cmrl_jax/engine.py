@@ -1,0 +1,253 @@
+"""Meta-episodes over any gymnax environment: sequential (RL2 / ERL2) and concurrent (CMRL).
+
+One reset key per meta-episode is reused for every sub-episode and every
+concurrent rollout, so all of them face the same task from the same initial
+state; step keys are fresh. gymnax's auto-reset is never used: the engine
+calls ``step_env`` and handles episode ends itself. Goals are absorbing: once
+a sub-episode ends (terminated, truncated by the env, or after H decisions)
+its remaining steps are masked: no reward, no loss, recurrent state and agent
+input carried unchanged.
+
+Agent input at each decision: [flattened observation, one-hot previous
+action, previous reward * reward_input_scale, previous done flag]. The
+previous-* fields carry across explore sub-episode boundaries (that is how
+RL2 remembers); the exploit sub-episode starts with them zeroed. Between the
+explore and the exploit phase the explore memory takes one more step, the
+*absorb* step, on the final explore results of every rollout (last action,
+reward and done = 1), so the memory handed to the exploit policy has seen
+every explore rollout's final reward.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment
+
+from cmrl_jax.networks import Agent
+
+
+class Transition(NamedTuple):
+    """One decision of R rollouts. Leaves gain leading [T] axes when stacked by scan."""
+
+    x: jax.Array  # float32 [R, D]   agent input
+    logits: jax.Array  # float32 [R, A]
+    value: jax.Array  # float32 [R]
+    action: jax.Array  # int32 [R]
+    reward: jax.Array  # float32 [R]   raw env reward, 0 on masked steps
+    live: jax.Array  # bool [R]      the step is a real decision
+    goal: jax.Array  # int32 [R]     info["goal"], -1 if none or masked
+
+
+class MetaEpisode(NamedTuple):
+    """A whole meta-episode.
+
+    explore leaves are [T_e, R, ...]: sequential T_e = K_explore * H, R = 1;
+    concurrent T_e = H, R = K_explore. exploit leaves are [H, 1, ...].
+    """
+
+    explore: Transition
+    exploit: Transition
+
+
+@struct.dataclass
+class RolloutState:
+    """Scan carry of R rollouts stepping together."""
+
+    env_state: Any  # env state pytree, leaves [R, ...]
+    obs: jax.Array  # float32 [R, O]   flattened observation
+    prev_action: jax.Array  # int32 [R]
+    prev_reward: jax.Array  # float32 [R]
+    prev_done: jax.Array  # float32 [R]
+    live: jax.Array  # bool [R]   sub-episode not yet ended
+    memory: Any  # agent recurrent state
+
+
+def agent_input(
+    obs: jax.Array,
+    prev_action: jax.Array,
+    prev_reward: jax.Array,
+    prev_done: jax.Array,
+    num_actions: int,
+    reward_scale: float,
+) -> jax.Array:
+    """[R, O], [R], [R], [R] -> float32 [R, O + A + 2]; action -1 encodes "none"."""
+    onehot = jax.nn.one_hot(prev_action, num_actions, dtype=jnp.float32)  # -1 -> zeros
+    return jnp.concatenate(
+        [
+            obs.astype(jnp.float32),
+            onehot,
+            (prev_reward * reward_scale)[:, None].astype(jnp.float32),
+            prev_done[:, None].astype(jnp.float32),
+        ],
+        axis=-1,
+    )
+
+
+def _broadcast(tree, r: int):
+    """Add a leading rollout axis of size r to every leaf."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (r,) + jnp.shape(a)), tree)
+
+
+class MetaEpisodeRunner:
+    """Runs meta-episodes of one agent on one environment (static configuration)."""
+
+    def __init__(
+        self,
+        env: environment.Environment,
+        env_params: Any,
+        agent: Agent,
+        *,
+        concurrent: bool,
+        k_explore: int,
+        horizon: int,
+        reward_scale: float = 1.0,
+    ):
+        """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence."""
+        self.env = env
+        self.env_params = env_params
+        self.agent = agent
+        self.concurrent = concurrent
+        self.k_explore = k_explore
+        self.horizon = horizon
+        self.reward_scale = reward_scale
+        self.num_actions = env.action_space(env_params).n
+        obs, _ = env.reset_env(jax.random.key(0), env_params)
+        self.obs_dim = int(jnp.size(obs))
+        self.input_dim = self.obs_dim + self.num_actions + 2
+        self.num_rollouts = k_explore if concurrent else 1
+        if agent.num_rollouts != self.num_rollouts:
+            raise ValueError(
+                f"agent steps {agent.num_rollouts} rollouts, engine needs {self.num_rollouts}"
+            )
+
+    # ------------------------------------------------------------------ steps
+    def _start(self, state0, obs0, r: int, memory) -> RolloutState:
+        """R rollouts at the task's initial state with zeroed previous-* inputs."""
+        return RolloutState(
+            env_state=_broadcast(state0, r),
+            obs=jnp.broadcast_to(jnp.reshape(obs0, (-1,)), (r, self.obs_dim)),
+            prev_action=jnp.full((r,), -1, jnp.int32),
+            prev_reward=jnp.zeros((r,), jnp.float32),
+            prev_done=jnp.zeros((r,), jnp.float32),
+            live=jnp.ones((r,), bool),
+            memory=memory,
+        )
+
+    def _input(self, s: RolloutState) -> jax.Array:
+        """Agent input of the current state."""
+        return agent_input(
+            s.obs, s.prev_action, s.prev_reward, s.prev_done, self.num_actions, self.reward_scale
+        )
+
+    def _step(self, net_step, params, s: RolloutState, key: jax.Array, t: jax.Array, greedy: bool):
+        """One decision of R rollouts; masked rollouts keep everything unchanged."""
+        r = s.live.shape[0]
+        x = self._input(s)
+        memory, logits, value = net_step(params, s.memory, x, s.live)
+        k_act, k_env = jax.random.split(key)
+        sg = jax.lax.stop_gradient(logits)
+        if greedy:
+            action = jnp.argmax(sg, axis=-1).astype(jnp.int32)
+        else:
+            action = jax.random.categorical(k_act, sg, axis=-1).astype(jnp.int32)
+        step = jax.vmap(self.env.step_env, in_axes=(0, 0, 0, None))
+        obs, env_state, reward, terminated, info = step(
+            jax.random.split(k_env, r), s.env_state, action, self.env_params
+        )
+        truncated = jax.vmap(self.env.is_truncated, in_axes=(0, None))(env_state, self.env_params)
+        done = terminated | truncated | (t + 1 >= self.horizon)
+        live = s.live
+        reward = jnp.where(live, reward.astype(jnp.float32), 0.0)
+        goal = jnp.where(live, info.get("goal", jnp.full((r,), -1, jnp.int32)), -1)
+        keep = lambda new, old: jax.tree.map(
+            lambda n, o: jnp.where(jnp.reshape(live, (r,) + (1,) * (n.ndim - 1)), n, o), new, old
+        )
+        s = RolloutState(
+            env_state=keep(env_state, s.env_state),
+            obs=keep(jnp.reshape(obs, (r, -1)).astype(jnp.float32), s.obs),
+            prev_action=jnp.where(live, action, s.prev_action),
+            prev_reward=jnp.where(live, reward, s.prev_reward),
+            prev_done=jnp.where(live, done.astype(jnp.float32), s.prev_done),
+            live=live & ~done,
+            memory=memory,
+        )
+        return s, Transition(x, logits, value, action, reward, live, goal.astype(jnp.int32))
+
+    def _sub_episode(self, net_step, params, s: RolloutState, key: jax.Array, greedy: bool):
+        """H decisions of R rollouts -> final state, Transition with leaves [H, R, ...]."""
+
+        def body(carry, kt):
+            k, t = kt
+            return self._step(net_step, params, carry, k, t, greedy)
+
+        keys = jax.random.split(key, self.horizon)
+        return jax.lax.scan(body, s, (keys, jnp.arange(self.horizon)), unroll=self.horizon <= 16)
+
+    # ------------------------------------------------------------ meta-episode
+    def task(self, key: jax.Array):
+        """The task and initial state of a meta-episode: (obs0, state0) from its reset key."""
+        return self.env.reset_env(key, self.env_params)
+
+    def explore(self, params, task, key: jax.Array, greedy: bool = False):
+        """The explore phase -> (Transition [T_e, R, ...], final RolloutState)."""
+        obs0, state0 = task
+        agent = self.agent
+        memory = agent.explore_carry(params)
+        if self.concurrent:
+            s = self._start(state0, obs0, self.k_explore, memory)
+            return self._sub_episode(agent.explore_step, params, s, key, greedy)[::-1]
+
+        def sub_episode(carry: RolloutState, k):
+            fresh = self._start(state0, obs0, 1, carry.memory)
+            # previous-* inputs carry over the boundary (prev_done is 1 there).
+            fresh = fresh.replace(
+                prev_action=carry.prev_action,
+                prev_reward=carry.prev_reward,
+                prev_done=carry.prev_done,
+            )
+            return self._sub_episode(agent.explore_step, params, fresh, k, greedy)
+
+        s = self._start(state0, obs0, 1, memory)
+        keys = jax.random.split(key, self.k_explore)
+        s, explore = jax.lax.scan(sub_episode, s, keys)  # leaves [K, H, 1, ...]
+        explore = jax.tree.map(
+            lambda a: jnp.reshape(a, (self.k_explore * self.horizon,) + a.shape[2:]), explore
+        )
+        return explore, s
+
+    def handoff(self, params, final: RolloutState):
+        """Absorb step: the explore memory reads every rollout's final result -> exploit memory."""
+        r = final.live.shape[0]
+        final = final.replace(prev_done=jnp.ones((r,), jnp.float32), live=jnp.ones((r,), bool))
+        memory, _, _ = self.agent.explore_step(params, final.memory, self._input(final), final.live)
+        return self.agent.exploit_carry(params, memory)
+
+    def exploit(self, params, task, memory, key: jax.Array, greedy: bool = False) -> Transition:
+        """The exploit sub-episode from the task's initial state -> Transition [H, 1, ...]."""
+        obs0, state0 = task
+        s = self._start(state0, obs0, 1, memory)
+        return self._sub_episode(self.agent.exploit_step, params, s, key, greedy)[1]
+
+    def run(self, params, key: jax.Array, greedy: bool = False) -> MetaEpisode:
+        """One meta-episode from ``key``: one reset key gives the task and initial state
+        shared by every sub-episode and rollout; explore, hand-off, exploit."""
+        k_reset, k_explore, k_exploit = jax.random.split(key, 3)
+        task = self.task(k_reset)
+        explore, final = self.explore(params, task, k_explore, greedy)
+        memory = self.handoff(params, final)
+        exploit = self.exploit(params, task, memory, k_exploit, greedy)
+        return MetaEpisode(explore=explore, exploit=exploit)
+
+    def rerun_explore(self, params, x: jax.Array, live: jax.Array):
+        """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A]."""
+
+        def body(memory, xl):
+            memory, logits, _ = self.agent.explore_step(params, memory, *xl)
+            return memory, logits
+
+        _, logits = jax.lax.scan(
+            body, self.agent.explore_carry(params), (x, live), unroll=x.shape[0] <= 16
+        )
+        return logits

@@ -1,0 +1,39 @@
+"""Per-meta-episode statistics: success, visited goals, returns."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from cmrl_jax.engine import MetaEpisode
+
+
+class EpisodeStats(NamedTuple):
+    """Scalars per meta-episode (leading batch axes when vmapped)."""
+
+    success: jax.Array  # float32: the exploit sub-episode entered a positive goal
+    visited_goals: jax.Array  # float32: unique goals entered during exploration
+    explore_return: jax.Array  # float32: raw explore reward summed over rollouts
+    exploit_return: jax.Array  # float32: raw exploit reward
+
+
+def count_unique_goals(goals: jax.Array) -> jax.Array:
+    """Number of distinct non-negative entries: int32 [M] -> float32 scalar."""
+    goals = jnp.reshape(goals, (-1,))
+    valid = goals >= 0
+    same = (goals[:, None] == goals[None, :]) & valid[None, :]
+    earlier = jnp.tril(jnp.ones_like(same), k=-1)  # j < i
+    seen_before = jnp.any(same & earlier, axis=1)
+    return jnp.sum(valid & ~seen_before).astype(jnp.float32)
+
+
+def episode_stats(ep: MetaEpisode) -> EpisodeStats:
+    """Statistics of one meta-episode (success = a goal with positive reward in exploit)."""
+    x = ep.exploit
+    success = jnp.any((x.goal >= 0) & (x.reward > 0))
+    return EpisodeStats(
+        success=success.astype(jnp.float32),
+        visited_goals=count_unique_goals(ep.explore.goal),
+        explore_return=jnp.sum(ep.explore.reward),
+        exploit_return=jnp.sum(x.reward),
+    )

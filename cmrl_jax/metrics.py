@@ -1,0 +1,125 @@
+"""Learning-curve summaries (AuC, final performance, thresholds) and the tables."""
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+
+def area_under_curve(updates: np.ndarray, success: np.ndarray) -> float:
+    """Trapezoid area under success (a fraction) over updates: [E], [E] -> float.
+
+    The x-axis is the updates actually run, so the maximum is ``updates[-1]``.
+    """
+    updates = np.asarray(updates, np.float64)
+    success = np.asarray(success, np.float64)
+    return float(np.sum(0.5 * (success[1:] + success[:-1]) * np.diff(updates)))
+
+
+def updates_until(updates: np.ndarray, mean_success: np.ndarray, threshold: float) -> int | None:
+    """First update at which the mean success reaches ``threshold`` (a fraction), else None."""
+    hit = np.nonzero(np.asarray(mean_success) >= threshold - 1e-9)[0]
+    return int(np.asarray(updates)[hit[0]]) if hit.size else None
+
+
+def curves(rows: list[dict]) -> dict[str, dict]:
+    """Group evaluation rows by method: {method: {updates [E], success [S, E], visited [S, E],
+    seeds, learning_rate, lambda_div}}; only updates evaluated for every seed are kept."""
+    by_method: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        by_method[row["method"]][row["seed"]][row["update"]] = row
+    out = {}
+    for method, seeds in by_method.items():
+        common = sorted(set.intersection(*(set(s) for s in seeds.values())))
+        seed_ids = sorted(seeds)
+        first = seeds[seed_ids[0]][common[0]]
+        out[method] = {
+            "updates": np.array(common),
+            "success": np.array([[seeds[s][u]["success"] for u in common] for s in seed_ids]),
+            "visited": np.array([[seeds[s][u]["visited_goals"] for u in common] for s in seed_ids]),
+            "seeds": seed_ids,
+            "learning_rate": first["learning_rate"],
+            "lambda_div": first["lambda_div"],
+        }
+    return out
+
+
+def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
+    """Table entry of one method from its curves (percentages for success, std over seeds)."""
+    updates, success, visited = curve["updates"], curve["success"], curve["visited"]
+    aucs = [area_under_curve(updates, s) for s in success]
+    mean = success.mean(axis=0)
+    return {
+        "auc": float(np.mean(aucs)),
+        "final_success_mean": float(100 * success[:, -1].mean()),
+        "final_success_std": float(100 * success[:, -1].std()),
+        "updates_until": {
+            f"{round(100 * t)}": updates_until(updates, mean, t) for t in thresholds
+        },
+        "visited_goals_mean": float(visited[:, -1].mean()),
+        "visited_goals_std": float(visited[:, -1].std()),
+        "learning_rate": float(curve["learning_rate"]),
+        "lambda_div": float(curve["lambda_div"]),
+        "seeds": len(curve["seeds"]),
+        "updates": int(updates[-1]),
+    }
+
+
+def _fmt_int(x) -> str:
+    """An update count or "-"."""
+    return "-" if x is None else str(x)
+
+
+def render_table(
+    ours: dict[str, dict], paper: dict[str, dict], thresholds: tuple[float, ...], title: str
+) -> str:
+    """Markdown table: for each method our row, then the paper's row beneath it."""
+    th = [f"{round(100 * t)}" for t in thresholds]
+    head = ["Model", "source", "AuC", "Final Perf.", *[f"{t}%" for t in th], "Visited Goals", "lr"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method, s in ours.items():
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    method,
+                    "ours",
+                    f"{s['auc']:.2f}",
+                    f"{s['final_success_mean']:.1f} ± {s['final_success_std']:.1f}%",
+                    *[_fmt_int(s["updates_until"][t]) for t in th],
+                    f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}",
+                    f"{s['learning_rate']:g}",
+                ]
+            )
+            + " |"
+        )
+        p = paper.get(method)
+        if p:
+            until = [_fmt_int(p["updates_until"].get(t)) for t in th]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        "",
+                        "paper",
+                        f"{p['auc']:.2f}",
+                        f"{p['final']:.1f} ± {p['final_std']:.1f}%",
+                        *until,
+                        f"{p['visited']:.2f}",
+                        "",
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def clean_json(obj):
+    """Replace NaN / inf by None so the JSON is standard."""
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

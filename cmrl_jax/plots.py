@@ -1,0 +1,40 @@
+"""Figure-5-style learning curves: success rate and visited goals over updates."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int | None = None):
+    """Two panels (success %, visited goals), one line per method, band = min..max over seeds."""
+    fig, axes = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
+    for method, c in curves.items():
+        x = c["updates"]
+        for ax, values, scale in ((axes[0], c["success"], 100.0), (axes[1], c["visited"], 1.0)):
+            v = values * scale
+            (line,) = ax.plot(x, v.mean(axis=0), label=method)
+            ax.fill_between(x, v.min(axis=0), v.max(axis=0), color=line.get_color(), alpha=0.2)
+    axes[0].set_ylabel("success rate (%)")
+    axes[0].set_ylim(-2, 102)
+    axes[1].set_ylabel("unique goals entered while exploring")
+    if num_goals:
+        axes[1].set_ylim(-0.2, num_goals + 0.2)
+    axes[1].set_xlabel("updates")
+    axes[0].set_title(title)
+    axes[0].legend(loc="best", fontsize="small")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def mean_curve(values: np.ndarray) -> np.ndarray:
+    """Mean over seeds: [S, E] -> [E]."""
+    return np.asarray(values).mean(axis=0)

@@ -1,0 +1,38 @@
+"""Name -> environment constructor, so configs and CLIs can name environments."""
+
+from collections.abc import Callable
+from typing import Any
+
+from gymnax.environments import environment
+
+EnvFactory = Callable[..., tuple[environment.Environment, Any]]
+_REGISTRY: dict[str, EnvFactory] = {}
+
+
+def register_env(name: str, factory: EnvFactory) -> None:
+    """Register ``factory(**kwargs) -> (env, env_params)`` under ``name``."""
+    if name in _REGISTRY:
+        raise ValueError(f"environment {name!r} is already registered")
+    _REGISTRY[name] = factory
+
+
+def registered_envs() -> tuple[str, ...]:
+    """Names accepted by ``make_env``."""
+    return tuple(sorted(_REGISTRY))
+
+
+def make_env(name: str, **kwargs: Any) -> tuple[environment.Environment, Any]:
+    """Build a registered environment and its default params."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown env {name!r}; known: {', '.join(registered_envs())}")
+    return _REGISTRY[name](**kwargs)
+
+
+def _monty_hall(num_doors: int = 10):
+    from envs.monty_hall import MontyHall
+
+    env = MontyHall(num_doors)
+    return env, env.default_params
+
+
+register_env("monty_hall", _monty_hall)

@@ -1,0 +1,239 @@
+"""Shared machinery of the table experiments: CLI, plan, runs, sweep, table, figure.
+
+A table experiment is a ``TableSpec`` (environment, methods, paper numbers,
+learning-rate grid). Methods that share an architecture train together as
+one compiled program (seeds and learning rates vmapped); each program has its
+own subfolder, checkpoints and ``eval.jsonl`` under ``--out``.
+"""
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, get_method
+from cmrl_jax.metrics import clean_json, curves, render_table, summarize
+
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything that makes one paper table."""
+
+    name: str  # e.g. "table1"
+    title: str
+    base: TrainConfig  # env, sizes, horizons; runs / architecture / hidden filled per group
+    methods: tuple[str, ...]  # default rows
+    learning_rates: dict[str, float]  # default per method (chosen by the sweep)
+    lambda_div: float  # default for CMRL rows
+    sweep_grid: tuple[float, ...]  # Appendix A learning-rate grid
+    thresholds: tuple[float, ...]
+    paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
+    num_goals: int
+    extra_methods: tuple[str, ...] = ()  # allowed with --methods besides the defaults
+
+
+@dataclass(frozen=True)
+class TableArgs:
+    """Command-line options of a table experiment."""
+
+    out: str = ""
+    """results folder (default results/<table>)"""
+    updates: int = 0
+    """updates per run (default: the paper's)"""
+    seeds: int = 3
+    """seeds per method"""
+    methods: tuple[str, ...] = ()
+    """subset of the table's methods (default: all)"""
+    learning_rate: float | None = None
+    """override the learning rate of every selected method"""
+    lambda_div: float | None = None
+    """override lambda_div of every selected CMRL method"""
+    sweep: bool = False
+    """train the Appendix A learning-rate grid for every method and seed; report the best mean"""
+    batch_size: int = 128
+    """meta-episodes per update"""
+    chunk_updates: int = 250
+    """updates per compiled call (evaluation and checkpoint after each)"""
+    progress: bool = True
+    """show progress bars"""
+    extra: tuple[str, ...] = field(default_factory=tuple)
+    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore=0.02)"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated programs of one invocation."""
+
+    folder: Path
+    experiment_json: str
+    programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
+
+
+def _override(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
+    """Apply KEY=VALUE overrides, typed like the field they replace."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    changes: dict[str, Any] = {}
+    for item in extra:
+        if "=" not in item:
+            raise ConfigError(f"--extra expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        if key not in fields or key in ("runs", "env", "env_kwargs", "architecture"):
+            raise ConfigError(f"--extra: unknown or fixed config key {key!r}")
+        current = getattr(base, key)
+        try:
+            if isinstance(current, bool):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                changes[key] = value.lower() in ("true", "1")
+            else:
+                changes[key] = type(current)(value)
+        except ValueError:
+            raise ConfigError(
+                f"--extra: {key} expects {type(current).__name__}, got {value!r}"
+            ) from None
+    return dataclasses.replace(base, **changes)
+
+
+def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
+    """Validate the arguments and build every program's config (nothing is written)."""
+    methods = args.methods or spec.methods
+    allowed = spec.methods + spec.extra_methods
+    for m in methods:
+        if m not in allowed:
+            raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(allowed)}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError("--methods lists a method twice")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.chunk_updates < 1:
+        raise ConfigError(f"--chunk-updates must be >= 1, got {args.chunk_updates}")
+    updates = args.updates if args.updates else spec.base.num_updates
+    if updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {args.updates}")
+    chunk = min(args.chunk_updates, updates)
+    if updates % chunk:
+        raise ConfigError(f"--updates ({updates}) must be a multiple of --chunk-updates ({chunk})")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.lambda_div is not None and not args.lambda_div >= 0:
+        raise ConfigError(f"--lambda-div must be >= 0, got {args.lambda_div}")
+    if args.sweep and args.learning_rate is not None:
+        raise ConfigError("--sweep and --learning-rate exclude each other")
+    base = _override(spec.base, args.extra)
+    base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
+                               batch_size=args.batch_size)
+
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(get_method(m).architecture, []).append(m)
+    programs = []
+    for arch, ms in groups.items():
+        runs = []
+        for m in ms:
+            method = get_method(m)
+            lam = 0.0
+            if method.divergence:
+                lam = spec.lambda_div if args.lambda_div is None else args.lambda_div
+            if args.sweep:
+                rates = spec.sweep_grid
+            elif args.learning_rate is not None:
+                rates = (args.learning_rate,)
+            else:
+                rates = (spec.learning_rates[m],)
+            for lr in rates:
+                for seed in range(args.seeds):
+                    runs.append(RunSpec(m, seed, float(lr), float(lam)))
+        cfg = dataclasses.replace(
+            base, architecture=arch, hidden=get_method(ms[0]).hidden, runs=tuple(runs)
+        )
+        cfg.validate()
+        programs.append((arch, cfg))
+
+    folder = Path(args.out or f"results/{spec.name}")
+    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("out", "progress")}
+    exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
+    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
+
+
+def claim(plan: Plan) -> None:
+    """Refuse folders of other configs before anything compiles or is written."""
+    from cmrl_jax.checkpoint import claim_folder
+
+    claim_folder(plan.folder, plan.experiment_json, what="experiment config")
+    for name, cfg in plan.programs:
+        claim_folder(plan.folder / name, cfg.to_json())
+
+
+def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
+    """Per method, keep the learning rate with the best mean final success (AuC breaks ties)."""
+    by_lr: dict[str, dict[float, list[dict]]] = {}
+    for r in rows:
+        by_lr.setdefault(r["method"], {}).setdefault(r["learning_rate"], []).append(r)
+    chosen, report = [], {}
+    for method, groups in by_lr.items():
+        scores = {}
+        for lr, rs in groups.items():
+            s = summarize(curves(rs)[method], thresholds)
+            scores[lr] = (s["final_success_mean"], s["auc"])
+        best = max(scores, key=lambda lr: scores[lr])
+        report[method] = {
+            "chosen_learning_rate": best,
+            "grid": {f"{lr:g}": {"final_success_mean": v[0], "auc": v[1]}
+                     for lr, v in sorted(scores.items())},
+        }
+        chosen.extend(groups[best])
+    return chosen, report
+
+
+def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
+    """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure."""
+    import tyro
+
+    args = tyro.cli(TableArgs, args=argv, description=spec.title)
+    try:
+        plan = make_plan(spec, args)
+        claim(plan)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+    from cmrl_jax.checkpoint import write_config
+    from cmrl_jax.loop import run_training
+    from cmrl_jax.plots import plot_curves
+
+    t0 = time.perf_counter()
+    write_config(plan.folder, plan.experiment_json)
+    rows = []
+    for name, cfg in plan.programs:
+        rows += run_training(cfg, plan.folder / name, label=name, progress=args.progress)
+    result: dict[str, Any] = {}
+    sweep_report = None
+    if args.sweep:
+        rows, sweep_report = select_best(rows, spec.thresholds)
+    cs = curves(rows)
+    methods = [m for m in (args.methods or spec.methods) if m in cs]
+    ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
+    table = render_table(ours, spec.paper, spec.thresholds, spec.title)
+    result = {"methods": ours, "sweep": sweep_report}
+    (plan.folder / "table.md").write_text(table)
+    (plan.folder / "table.json").write_text(json.dumps(clean_json(ours), indent=1))
+    if sweep_report:
+        (plan.folder / "sweep.json").write_text(json.dumps(clean_json(sweep_report), indent=1))
+    fig = plot_curves({m: cs[m] for m in methods}, plan.folder / f"{spec.name}.png",
+                      spec.title, spec.num_goals)
+    print()
+    print(table)
+    if sweep_report:
+        for m, r in sweep_report.items():
+            print(f"sweep {m}: chosen learning rate {r['chosen_learning_rate']:g}")
+            print(f"  grid {r['grid']}")
+    print(f"wrote {plan.folder / 'table.md'}, {plan.folder / 'table.json'}, {fig}")
+    print(f"wall time {time.perf_counter() - t0:.0f} s")
+    return result

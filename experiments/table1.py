@@ -1,0 +1,59 @@
+"""Table 1: 10-Monty-Hall, RL2 / ERL2 / CMRL (Max- and StDev-Until-Exploit).
+
+    python -m experiments.table1                      # paper setting, CPU by default
+    python -m experiments.table1 --updates 1000 --seeds 1 --out results/t1-quick
+    python -m experiments.table1 --sweep              # Appendix A learning-rate grid
+"""
+
+from cmrl_jax.config import TrainConfig
+from experiments.common import TableSpec, run_table
+
+PAPER = {
+    "RL2": {"auc": 19.83, "final": 0.0, "final_std": 0.0, "visited": 0.00, "updates_until": {}},
+    "ERL2": {
+        "auc": 2939.17, "final": 59.5, "final_std": 0.1, "visited": 6.42,
+        "updates_until": {"25": 7500, "50": 9250},
+    },
+    "Max-Until-Exploit": {
+        "auc": 9575.42, "final": 100.0, "final_std": 0.0, "visited": 9.00,
+        "updates_until": {"25": 1250, "50": 2750, "75": 3750, "95": 4500, "100": 5000},
+    },
+    "StDev-Until-Exploit": {
+        "auc": 9501.67, "final": 99.7, "final_std": 0.5, "visited": 9.00,
+        "updates_until": {"25": 1250, "50": 2500, "75": 3750, "95": 5000, "100": 6500},
+    },
+}
+
+SPEC = TableSpec(
+    name="table1",
+    title="Table 1: 10-Monty-Hall",
+    base=TrainConfig(
+        env="monty_hall",
+        env_kwargs=(("num_doors", 10),),
+        k_explore=10,
+        horizon=1,
+        num_updates=10_000,
+        divergence="js",
+    ),
+    methods=("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit"),
+    learning_rates={
+        "RL2": 5e-4,
+        "ERL2": 5e-4,
+        "Max-Until-Exploit": 5e-4,
+        "StDev-Until-Exploit": 5e-4,
+    },
+    lambda_div=0.05,
+    sweep_grid=(7.5e-4, 5e-4, 2.5e-4, 1e-4),
+    thresholds=(0.25, 0.5, 0.75, 0.95, 1.0),
+    paper=PAPER,
+    num_goals=10,
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run Table 1 from the command line."""
+    return run_table(SPEC, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Meta-episode engine: shared task, masking, boundaries, hand-off, shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmrl_jax.engine import MetaEpisodeRunner, agent_input
+from cmrl_jax.networks import make_agent
+from envs.monty_hall import MontyHall
+from tests.probe_envs import Corridor
+
+ARCHS = ("sequential", "central_lstm", "meta_lstm")
+
+
+def make_runner(env, params, arch, k=3, horizon=1, hidden=8):
+    """Runner with a small agent."""
+    n_act = env.action_space(params).n
+    agent = make_agent(arch, hidden, n_act, k)
+    return MetaEpisodeRunner(
+        env, params, agent, concurrent=arch != "sequential", k_explore=k, horizon=horizon
+    )
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def corridor(request):
+    """A Corridor runner (length 1: any forward step terminates), horizon 4, per architecture."""
+    env = Corridor()
+    params = env.default_params.replace(length=1)
+    runner = make_runner(env, params, request.param, k=3, horizon=4)
+    agent_params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    episodes = jax.jit(jax.vmap(lambda k: runner.run(agent_params, k)))(
+        jax.random.split(jax.random.PRNGKey(1), 64)
+    )
+    return request.param, runner, agent_params, jax.tree.map(np.asarray, episodes)
+
+
+def test_agent_input_layout():
+    """[obs, one-hot previous action (-1 -> zeros), scaled reward, done]."""
+    x = agent_input(
+        jnp.array([[5.0], [6.0]]), jnp.array([2, -1]), jnp.array([0.1, -1.0]),
+        jnp.array([1.0, 0.0]), 3, 10.0,
+    )
+    np.testing.assert_allclose(
+        x, [[5.0, 0, 0, 1, 1.0, 1.0], [6.0, 0, 0, 0, -10.0, 0.0]], rtol=1e-6
+    )
+
+
+def test_shapes(corridor):
+    """Explore [T_e, R, ...] and exploit [H, 1, ...] for every agent."""
+    arch, runner, _, ep = corridor
+    b, k, h = 64, 3, 4
+    t_e, r = (k * h, 1) if arch == "sequential" else (h, k)
+    assert ep.explore.logits.shape == (b, t_e, r, 2)
+    assert ep.explore.x.shape == (b, t_e, r, runner.input_dim)
+    for leaf in (ep.explore.value, ep.explore.action, ep.explore.reward, ep.explore.live):
+        assert leaf.shape == (b, t_e, r)
+    assert ep.exploit.logits.shape == (b, h, 1, 2)
+    assert ep.exploit.action.shape == (b, h, 1)
+    assert np.all(np.isfinite(ep.explore.logits)) and np.all(np.isfinite(ep.exploit.value))
+
+
+def test_same_task_and_start_everywhere(corridor):
+    """Every sub-episode and rollout starts at the same state of the same task."""
+    arch, runner, _, ep = corridor
+    obs_dim = 2
+    task = ep.exploit.x[:, 0, 0, 1]  # exploit's first observation: [pos, task]
+    assert np.unique(task).size > 32  # tasks differ between meta-episodes
+    starts = ep.explore.x[:, :: runner.horizon] if arch == "sequential" else ep.explore.x[:, :1]
+    expected = np.broadcast_to(task[:, None, None], starts.shape[:-1])
+    np.testing.assert_array_equal(starts[..., 1], expected)
+    np.testing.assert_array_equal(starts[..., 0], 0.0)  # position 0
+    np.testing.assert_array_equal(ep.exploit.x[:, 0, 0, :obs_dim][:, 0], 0.0)
+
+
+def test_absorbing_masking(corridor):
+    """After a sub-episode ends its steps are masked: no reward, no goal, no new input."""
+    arch, runner, _, ep = corridor
+    h = runner.horizon
+    live = ep.explore.live
+    if arch == "sequential":  # [B, K*H, 1] -> per sub-episode [B, K, H]
+        live = live.reshape(live.shape[0], -1, h)
+        reward = ep.explore.reward.reshape(live.shape)
+        goal = ep.explore.goal.reshape(live.shape)
+        x = ep.explore.x.reshape(live.shape + (-1,))
+    else:  # [B, H, K] -> [B, K, H]
+        live = live.transpose(0, 2, 1)
+        reward = ep.explore.reward.transpose(0, 2, 1)
+        goal = ep.explore.goal.transpose(0, 2, 1)
+        x = ep.explore.x.transpose(0, 2, 1, 3)
+    assert np.all(live[..., 0])  # the first decision is always live
+    # once dead, dead for the rest of the sub-episode
+    assert np.all(np.diff(live.astype(int), axis=-1) <= 0)
+    assert np.any(~live)  # some sub-episodes did end early
+    assert np.all(reward[~live] == 0) and np.all(goal[~live] == -1)
+    # length-1 corridor: the goal is entered exactly by a forward step, at most once
+    assert np.all((goal >= 0).sum(-1) <= 1)
+    # masked steps hold the frozen input right after termination (done flag set)
+    for b, kk, t in zip(*np.nonzero(~live), strict=True):
+        assert x[b, kk, t, -1] == 1.0
+        if not live[b, kk, t - 1]:
+            np.testing.assert_array_equal(x[b, kk, t], x[b, kk, t - 1])
+
+
+def test_sequential_boundary_inputs():
+    """RL2: sub-episode k+1's first input carries sub-episode k's last action, reward, done=1."""
+    env = MontyHall(4)
+    runner = make_runner(env, env.default_params, "sequential", k=4, horizon=1)
+    p = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    ep = jax.tree.map(np.asarray, runner.run(p, jax.random.PRNGKey(3)))
+    x, a, r = ep.explore.x[:, 0], ep.explore.action[:, 0], ep.explore.reward[:, 0]
+    n = env.num_actions
+    np.testing.assert_array_equal(x[0, 1 : 1 + n + 2], 0.0)  # nothing before the first step
+    for k in range(1, 4):
+        np.testing.assert_array_equal(x[k, 1 : 1 + n], np.eye(n)[a[k - 1]])
+        assert x[k, 1 + n] == pytest.approx(r[k - 1])
+        assert x[k, 2 + n] == 1.0
+    # the exploit sub-episode starts with zeroed previous-* inputs
+    np.testing.assert_array_equal(ep.exploit.x[0, 0, 1:], 0.0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_masked_step_keeps_memory(arch):
+    """explore_step with live = False returns the recurrent state unchanged."""
+    env = MontyHall(3)
+    runner = make_runner(env, env.default_params, arch, k=3)
+    ag = runner.agent
+    p = ag.init(jax.random.PRNGKey(0), runner.input_dim)
+    r = ag.num_rollouts
+    x = jax.random.normal(jax.random.PRNGKey(1), (r, runner.input_dim))
+    c0 = ag.explore_carry(p)
+    c1, _, _ = ag.explore_step(p, c0, x, jnp.zeros((r,), bool))
+    jax.tree.map(np.testing.assert_array_equal, c0, c1)
+    c2, _, _ = ag.explore_step(p, c0, x, jnp.ones((r,), bool))
+    pairs = zip(jax.tree.leaves(c0), jax.tree.leaves(c2), strict=True)
+    assert any(not np.array_equal(a, b) for a, b in pairs)
+    if arch == "meta_lstm":  # only the live rollout's own memory moves
+        live = jnp.array([True, False, False])
+        (roll, _), _, _ = ag.explore_step(p, c0, x, live)
+        np.testing.assert_array_equal(roll[1][1:], c0[0][1][1:])
+        assert not np.array_equal(roll[1][0], c0[0][1][0])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_exploit_sees_every_final_explore_reward(arch):
+    """Perturbing any rollout's final explore reward changes the exploit policy."""
+    env = MontyHall(3)
+    runner = make_runner(env, env.default_params, arch, k=3)
+    p = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    task = runner.task(jax.random.PRNGKey(1))
+    _, final = runner.explore(p, task, jax.random.PRNGKey(2))
+
+    def exploit_logits(fin):
+        memory = runner.handoff(p, fin)
+        return runner.exploit(p, task, memory, jax.random.PRNGKey(3)).logits
+
+    base = exploit_logits(final)
+    for k in range(final.prev_reward.shape[0]):
+        bumped = final.replace(prev_reward=final.prev_reward.at[k].add(0.5))
+        assert np.max(np.abs(exploit_logits(bumped) - base)) > 1e-6, f"rollout {k} unseen"

@@ -1,0 +1,166 @@
+"""Training program, checkpoint resume, results folders, and bad input at the CLI."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from cmrl_jax.checkpoint import claim_folder
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from cmrl_jax.loop import read_history, run_training
+from experiments import table1
+
+TINY = TrainConfig(
+    env_kwargs=(("num_doors", 3),),
+    k_explore=3,
+    hidden=8,
+    batch_size=8,
+    num_updates=4,
+    chunk_updates=2,
+    eval_batches=1,
+    eval_batch_size=16,
+    runs=(
+        RunSpec("Max-Until-Exploit", 0, 1e-3, 0.05),
+        RunSpec("StDev-Until-Exploit", 1, 2e-3, 0.1),
+    ),
+)
+
+
+def _rows(folder):
+    """Evaluation rows without timing-free noise (all fields are deterministic)."""
+    return [(r["update"], r["run"], r["success"], r["visited_goals"], r["exploit_return"])
+            for r in read_history(folder)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A tiny run trained in one go."""
+    folder = tmp_path_factory.mktemp("straight")
+    run_training(TINY, folder, progress=False)
+    return folder
+
+
+def test_resume_equals_uninterrupted(uninterrupted, tmp_path):
+    """Stop after the first chunk, resume in a new call: same evaluations and parameters."""
+    run_training(TINY, tmp_path, progress=False, stop_after=2)
+    assert max(r["update"] for r in read_history(tmp_path)) == 2
+    run_training(TINY, tmp_path, progress=False)
+    assert _rows(tmp_path) == _rows(uninterrupted)
+    assert [r["update"] for r in read_history(tmp_path)].count(4) == 2  # one row per run
+
+    from cmrl_jax.checkpoint import Checkpointer
+    from cmrl_jax.train import make_trainer
+
+    like, _ = make_trainer(TINY).init()
+    a = Checkpointer(uninterrupted)
+    b = Checkpointer(tmp_path)
+    try:
+        sa, sb = a.restore(4, like), b.restore(4, like)
+    finally:
+        a.close(), b.close()
+    jax.tree.map(np.testing.assert_array_equal, sa.params, sb.params)
+    assert int(sa.update[0]) == 4
+
+
+def test_finished_run_is_not_retrained(uninterrupted):
+    """Running a finished folder again changes nothing."""
+    before = (uninterrupted / "eval.jsonl").read_text()
+    run_training(TINY, uninterrupted, progress=False)
+    assert (uninterrupted / "eval.jsonl").read_text() == before
+
+
+def test_folder_of_another_config_is_refused(uninterrupted):
+    """A different config never touches an existing results folder."""
+    other = TINY.__class__(**{**TINY.__dict__, "batch_size": 16})
+    before = sorted(p.name for p in uninterrupted.rglob("*"))
+    with pytest.raises(ConfigError, match="different"):
+        run_training(other, uninterrupted, progress=False)
+    assert sorted(p.name for p in uninterrupted.rglob("*")) == before
+
+
+def test_foreign_nonempty_folder_is_refused(tmp_path):
+    """A non-empty folder without our config is not ours."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty"):
+        claim_folder(tmp_path, TINY.to_json())
+
+
+def test_config_json_round_trip():
+    """The folder's config file rebuilds the same config."""
+    assert TrainConfig.from_json(TINY.to_json()) == TINY
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"env": "nope"}, "unknown env"),
+        ({"architecture": "gru"}, "unknown architecture"),
+        ({"k_explore": 0}, "k_explore"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_updates": -5}, "num_updates"),
+        ({"divergence": "kl"}, "unknown divergence"),
+        ({"runs": (RunSpec("Max-Until-Exploit", 0, 0.0),)}, "learning rate"),
+        ({"runs": (RunSpec("Max-Until-Exploit", 0, 1e-3, -1.0),)}, "lambda_div"),
+        ({"runs": (RunSpec("PPO", 0, 1e-3),)}, "unknown method"),
+        ({"runs": (RunSpec("RL2", 0, 1e-3),)}, "uses sequential"),
+        ({"runs": ()}, "no runs"),
+    ],
+)
+def test_config_validation(change, message):
+    """Impossible configs fail validation with a message naming the problem."""
+    cfg = TrainConfig(**{**TINY.__dict__, **change})
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--methods", "PPO"], "unknown method 'PPO'"),
+        (["--updates", "0"], "--updates"),
+        (["--updates", "300"], "multiple of"),
+        (["--seeds", "0"], "--seeds"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--learning-rate", "-0.1"], "--learning-rate"),
+        (["--lambda-div", "-1"], "--lambda-div"),
+        (["--extra", "k_explore=0"], "k_explore"),
+        (["--extra", "nonsense=1"], "unknown or fixed"),
+    ],
+)
+def test_cli_bad_input(argv, message, tmp_path, capsys):
+    """One line naming the problem, exit status 2, nothing written."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        table1.main(argv + ["--out", str(out), "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_cli_refuses_folder_of_other_experiment(tmp_path, capsys):
+    """--out holding another experiment's config is refused before anything is written."""
+    (tmp_path / "config.json").write_text(json.dumps({"table": "something else"}))
+    with pytest.raises(SystemExit) as exc:
+        table1.main(["--out", str(tmp_path), "--no-progress"])
+    assert exc.value.code == 2
+    assert "different" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_cli_bad_input_subprocess_has_no_traceback(tmp_path):
+    """The real command line: exit 2 and a one-line message, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.table1", "--methods", "Nope",
+         "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    known = "RL2, ERL2, Max-Until-Exploit, StDev-Until-Exploit"
+    assert proc.stderr.strip().splitlines() == [
+        f"error: unknown method 'Nope'; choose from: {known}"
+    ]
