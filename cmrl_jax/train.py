@@ -125,7 +125,7 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None):
             divergence=info.divergence,
             entropy_explore=info.entropy_explore,
             entropy_exploit=info.entropy_exploit,
-            grad_norm=optax.global_norm(grads),
+            grad_norm=optax.tree.norm(grads),
             success=info.stats.success,
             visited_goals=info.stats.visited_goals,
         )

@@ -26,6 +26,7 @@ class TableSpec:
 
     name: str  # e.g. "table1"
     title: str
+    cmrl_architecture: str  # "central_lstm" or "meta_lstm" for the CMRL rows
     base: TrainConfig  # env, sizes, horizons; runs / architecture / hidden filled per group
     methods: tuple[str, ...]  # default rows
     learning_rates: dict[str, float]  # default per method (chosen by the sweep)
@@ -132,14 +133,15 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
 
     groups: dict[str, list[str]] = {}
     for m in methods:
-        groups.setdefault(get_method(m).architecture, []).append(m)
+        arch = spec.cmrl_architecture if get_method(m).concurrent else "sequential"
+        groups.setdefault(arch, []).append(m)
     programs = []
     for arch, ms in groups.items():
         runs = []
         for m in ms:
             method = get_method(m)
             lam = 0.0
-            if method.divergence:
+            if method.concurrent:
                 lam = spec.lambda_div if args.lambda_div is None else args.lambda_div
             if args.sweep:
                 rates = spec.sweep_grid

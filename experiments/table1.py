@@ -27,6 +27,7 @@ PAPER = {
 SPEC = TableSpec(
     name="table1",
     title="Table 1: 10-Monty-Hall",
+    cmrl_architecture="central_lstm",
     base=TrainConfig(
         env="monty_hall",
         env_kwargs=(("num_doors", 10),),

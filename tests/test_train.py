@@ -105,7 +105,7 @@ def test_config_json_round_trip():
         ({"runs": (RunSpec("Max-Until-Exploit", 0, 0.0),)}, "learning rate"),
         ({"runs": (RunSpec("Max-Until-Exploit", 0, 1e-3, -1.0),)}, "lambda_div"),
         ({"runs": (RunSpec("PPO", 0, 1e-3),)}, "unknown method"),
-        ({"runs": (RunSpec("RL2", 0, 1e-3),)}, "uses sequential"),
+        ({"runs": (RunSpec("RL2", 0, 1e-3),)}, "is sequential"),
         ({"runs": ()}, "no runs"),
     ],
 )
