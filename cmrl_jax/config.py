@@ -91,10 +91,13 @@ class TrainConfig:
     chunk_updates: int = 250  # updates per compiled call; eval + checkpoint between
     gamma: float = 0.99
     value_coef: float = 0.5
-    entropy_explore: float = 0.01
-    entropy_exploit_start: float = 0.3  # annealed linearly ...
-    entropy_exploit_end: float = 0.01  # ... to this ...
-    entropy_anneal_fraction: float = 0.6  # ... over this fraction of num_updates
+    # Entropy bonuses, each annealed linearly from *_start to *_end over the first
+    # entropy_anneal_fraction of training (docs/design.md, "Entropy").
+    entropy_explore_start: float = 1.0
+    entropy_explore_end: float = 0.01
+    entropy_exploit_start: float = 1.0
+    entropy_exploit_end: float = 0.01
+    entropy_anneal_fraction: float = 0.6
     max_grad_norm: float = 1.0
     divergence: str = "js"
     num_derangements: int = 1
@@ -134,7 +137,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
-        for name in ("value_coef", "entropy_explore", "entropy_exploit_start",
+        for name in ("value_coef", "entropy_explore_start", "entropy_explore_end",
+                     "entropy_exploit_start",
                      "entropy_exploit_end", "max_grad_norm", "reward_input_scale"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -69,6 +69,7 @@ def run_training(
     label: str = "",
     progress: bool = True,
     stop_after: int | None = None,
+    bar_position: int = 0,
 ) -> list[dict]:
     """Train every run of ``cfg`` to ``cfg.num_updates`` in ``folder`` (resuming); return rows.
 
@@ -104,6 +105,7 @@ def run_training(
             initial=start,
             desc=label or cfg.architecture,
             unit="upd",
+            position=bar_position,
             disable=not progress,
             dynamic_ncols=True,
         )

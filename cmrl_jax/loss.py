@@ -59,6 +59,7 @@ def meta_episode_loss(
     perms: jax.Array,
     scheme: jax.Array,
     lambda_div: jax.Array,
+    entropy_explore: jax.Array,
     entropy_exploit: jax.Array,
 ) -> tuple[jax.Array, LossInfo]:
     """Run one meta-episode with ``params`` and return its loss (scalar) and diagnostics.
@@ -82,7 +83,7 @@ def meta_episode_loss(
         te.policy
         + tx.policy
         + cfg.value_coef * (te.value + tx.value)
-        - cfg.entropy_explore * te.entropy
+        - entropy_explore * te.entropy
         - entropy_exploit * tx.entropy
     ) / slots
 

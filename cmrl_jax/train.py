@@ -104,6 +104,9 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None):
             perms = jax.vmap(lambda k: sample_derangement(k, cfg.k_explore))(
                 jax.random.split(k_perm, cfg.num_derangements)
             )
+        ent_e = linear_anneal(
+            state.update, cfg.entropy_explore_start, cfg.entropy_explore_end, anneal_steps
+        )
         ent_x = linear_anneal(
             state.update, cfg.entropy_exploit_start, cfg.entropy_exploit_end, anneal_steps
         )
@@ -111,7 +114,7 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None):
         def batch_loss(params):
             loss, info = jax.vmap(
                 lambda k: meta_episode_loss(
-                    runner, cfg, params, k, perms, hp.scheme, hp.lambda_div, ent_x
+                    runner, cfg, params, k, perms, hp.scheme, hp.lambda_div, ent_e, ent_x
                 )
             )(keys)
             return jnp.mean(loss), jax.tree.map(jnp.mean, info)

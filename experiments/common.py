@@ -8,8 +8,10 @@ own subfolder, checkpoints and ``eval.jsonl`` under ``--out``.
 
 import dataclasses
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +44,9 @@ class TableSpec:
 class TableArgs:
     """Command-line options of a table experiment."""
 
-    out: str = ""
+    out: str | None = None
     """results folder (default results/<table>)"""
-    updates: int = 0
+    updates: int | None = None
     """updates per run (default: the paper's)"""
     seeds: int = 3
     """seeds per method"""
@@ -62,6 +64,8 @@ class TableArgs:
     """updates per compiled call (evaluation and checkpoint after each)"""
     progress: bool = True
     """show progress bars"""
+    jobs: int = 0
+    """programs trained at once in threads (0: one per program, at most one per core)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
     """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore=0.02)"""
 
@@ -109,13 +113,15 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(allowed)}")
     if len(set(methods)) != len(methods):
         raise ConfigError("--methods lists a method twice")
+    if args.jobs < 0:
+        raise ConfigError(f"--jobs must be >= 0, got {args.jobs}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.chunk_updates < 1:
         raise ConfigError(f"--chunk-updates must be >= 1, got {args.chunk_updates}")
-    updates = args.updates if args.updates else spec.base.num_updates
+    updates = spec.base.num_updates if args.updates is None else args.updates
     if updates < 1:
         raise ConfigError(f"--updates must be >= 1, got {args.updates}")
     chunk = min(args.chunk_updates, updates)
@@ -159,7 +165,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         programs.append((arch, cfg))
 
     folder = Path(args.out or f"results/{spec.name}")
-    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in ("out", "progress")}
+    exp = {k: v for k, v in dataclasses.asdict(args).items()
+           if k not in ("out", "progress", "jobs")}
     exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
     return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
 
@@ -212,10 +219,16 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     write_config(plan.folder, plan.experiment_json)
-    rows = []
-    for name, cfg in plan.programs:
-        rows += run_training(cfg, plan.folder / name, label=name, progress=args.progress)
-    result: dict[str, Any] = {}
+    # Programs are independent XLA computations; JAX releases the GIL while they
+    # run, so one thread per program keeps every core busy (2 programs, 2 cores).
+    jobs = max(1, min(len(plan.programs), args.jobs or os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [
+            pool.submit(run_training, cfg, plan.folder / name, label=name,
+                        progress=args.progress, bar_position=i)
+            for i, (name, cfg) in enumerate(plan.programs)
+        ]
+        rows = [row for f in futures for row in f.result()]
     sweep_report = None
     if args.sweep:
         rows, sweep_report = select_best(rows, spec.thresholds)

@@ -35,16 +35,21 @@ SPEC = TableSpec(
         horizon=1,
         num_updates=10_000,
         divergence="js",
+        reward_input_scale=10.0,
     ),
     methods=("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit"),
+    # Chosen by `--sweep` (docs/results.md has its output).
     learning_rates={
-        "RL2": 5e-4,
-        "ERL2": 5e-4,
-        "Max-Until-Exploit": 5e-4,
-        "StDev-Until-Exploit": 5e-4,
+        "RL2": 2e-3,
+        "ERL2": 2e-3,
+        "Max-Until-Exploit": 2e-3,
+        "StDev-Until-Exploit": 2e-3,
     },
-    lambda_div=0.05,
-    sweep_grid=(7.5e-4, 5e-4, 2.5e-4, 1e-4),
+    # JS as in Appendix A; 0.5 because our A2C loss is a mean per decision (docs/design.md).
+    lambda_div=0.5,
+    # Appendix A's grid plus two larger rates: with the Appendix rates our runs are
+    # still improving at 10k updates (docs/results.md).
+    sweep_grid=(2e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4, 1e-4),
     thresholds=(0.25, 0.5, 0.75, 0.95, 1.0),
     paper=PAPER,
     num_goals=10,

@@ -67,7 +67,8 @@ def test_divergence_positive_with_gradient_at_init(arch, divergence):
 
     def l_div(p):
         loss0, info = meta_episode_loss(runner, cfg, p, jax.random.PRNGKey(1), perms,
-                                        jnp.int32(3), jnp.float32(0.0), jnp.float32(0.1))
+                                        jnp.int32(3), jnp.float32(0.0), jnp.float32(0.01),
+                                        jnp.float32(0.1))
         return info.divergence
 
     value, grad = jax.value_and_grad(l_div)(params)
@@ -83,7 +84,8 @@ def test_lambda_div_enters_the_loss():
     params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
     perms = jnp.array([[2, 0, 1]], jnp.int32)
     args = (jax.random.PRNGKey(1), perms, jnp.int32(3))
-    l0, info = meta_episode_loss(runner, cfg, params, *args, jnp.float32(0.0), jnp.float32(0.1))
-    l2, _ = meta_episode_loss(runner, cfg, params, *args, jnp.float32(2.0), jnp.float32(0.1))
+    ent = (jnp.float32(0.01), jnp.float32(0.1))
+    l0, info = meta_episode_loss(runner, cfg, params, *args, jnp.float32(0.0), *ent)
+    l2, _ = meta_episode_loss(runner, cfg, params, *args, jnp.float32(2.0), *ent)
     np.testing.assert_allclose(l0, info.a2c, rtol=1e-6)
     np.testing.assert_allclose(l2, info.a2c - 2.0 * info.divergence, rtol=1e-5)
