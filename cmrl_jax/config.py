@@ -64,6 +64,12 @@ class RunSpec:
     seed: int
     learning_rate: float
     lambda_div: float = 0.0
+    label: str = ""  # table row; defaults to the method's name
+
+    @property
+    def row(self) -> str:
+        """The table row this run belongs to."""
+        return self.label or self.method
 
     def validate(self) -> None:
         """Raise ConfigError on an impossible value."""

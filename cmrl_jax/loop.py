@@ -47,6 +47,7 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list
             "update": update,
             "run": i,
             "method": run.method,
+            "label": run.row,
             "seed": run.seed,
             "learning_rate": run.learning_rate,
             "lambda_div": run.lambda_div,

@@ -23,11 +23,12 @@ def updates_until(updates: np.ndarray, mean_success: np.ndarray, threshold: floa
 
 
 def curves(rows: list[dict]) -> dict[str, dict]:
-    """Group evaluation rows by method: {method: {updates [E], success [S, E], visited [S, E],
-    seeds, learning_rate, lambda_div}}; only updates evaluated for every seed are kept."""
+    """Group evaluation rows by table row (label, else method): {row: {updates [E],
+    success [S, E], visited [S, E], seeds, learning_rate, lambda_div}}; only updates
+    evaluated for every seed are kept."""
     by_method: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
-        by_method[row["method"]][row["seed"]][row["update"]] = row
+        by_method[row.get("label") or row["method"]][row["seed"]][row["update"]] = row
     out = {}
     for method, seeds in by_method.items():
         common = sorted(set.intersection(*(set(s) for s in seeds.values())))
@@ -71,9 +72,13 @@ def _fmt_int(x) -> str:
 
 
 def render_table(
-    ours: dict[str, dict], paper: dict[str, dict], thresholds: tuple[float, ...], title: str
+    ours: dict[str, dict],
+    paper: dict[str, dict],
+    thresholds: tuple[float, ...],
+    title: str,
+    not_in_paper: list[str] | tuple[str, ...] = (),
 ) -> str:
-    """Markdown table: for each method our row, then the paper's row beneath it."""
+    """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper")."""
     th = [f"{round(100 * t)}" for t in thresholds]
     head = ["Model", "source", "AuC", "Final Perf.", *[f"{t}%" for t in th], "Visited Goals", "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -83,7 +88,7 @@ def render_table(
             + " | ".join(
                 [
                     method,
-                    "ours",
+                    "ours (not in the paper)" if method in not_in_paper else "ours",
                     f"{s['auc']:.2f}",
                     f"{s['final_success_mean']:.1f} ± {s['final_success_std']:.1f}%",
                     *[_fmt_int(s["updates_until"][t]) for t in th],

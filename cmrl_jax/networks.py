@@ -53,31 +53,20 @@ class _ExploitPolicy(nn.Module):
         return carry, self.pi(h)[None], self.v(h)[None, 0]
 
 
-class SequentialAgent(nn.Module):
-    """RL2 / ERL2: one LSTM over the explore sub-episodes in sequence (R = 1)."""
+class _SingleMemoryAgent(nn.Module):
+    """Shared parts of agents whose explore memory is one LSTM state (c [H], h [H]).
+
+    Subclasses define ``setup`` (``cell``, ``pi``, ``v``, ``c0``, ``h0``, ``exploit``)
+    and ``explore_step``.
+    """
 
     hidden: int
     num_actions: int
     num_rollouts: int = 1
 
-    def setup(self):
-        self.cell = nn.OptimizedLSTMCell(self.hidden, name="explore_lstm")
-        self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
-        self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
-        self.c0 = self.param("explore_c0", nn.initializers.zeros, (self.hidden,))
-        self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
-        self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
-
     def explore_carry(self) -> Carry:
         """Learned initial memory."""
         return (self.c0, self.h0)
-
-    def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
-        """[1, D] -> carry, logits [1, A], value [1]."""
-        new, _ = self.cell(carry, x[0])
-        carry = _keep_where(jnp.any(live), new, carry)
-        h = carry[1]
-        return carry, self.pi(h)[None], self.v(h)[None, 0]
 
     def exploit_carry(self, carry: Carry) -> Carry:
         """The explore memory starts the exploit LSTM."""
@@ -89,16 +78,31 @@ class SequentialAgent(nn.Module):
 
     def __call__(self, x: jax.Array, live: jax.Array):
         """Touch every parameter (used by ``init``)."""
-        carry, logits, value = self.explore_step(self.explore_carry(), x, live)
+        carry, _, _ = self.explore_step(self.explore_carry(), x, live)
         return self.exploit_step(self.exploit_carry(carry), x[:1], live[:1])
 
 
-class CentralLSTMAgent(nn.Module):
-    """CMRL Central-LSTM: one LSTM over all K rollouts' inputs, one head per rollout."""
+class SequentialAgent(_SingleMemoryAgent):
+    """RL2 / ERL2: one LSTM over the explore sub-episodes in sequence (R = 1)."""
 
-    hidden: int
-    num_actions: int
-    num_rollouts: int
+    def setup(self):
+        self.cell = nn.OptimizedLSTMCell(self.hidden, name="explore_lstm")
+        self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
+        self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
+        self.c0 = self.param("explore_c0", nn.initializers.zeros, (self.hidden,))
+        self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
+        self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
+
+    def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
+        """[1, D] -> carry, logits [1, A], value [1]."""
+        new, _ = self.cell(carry, x[0])
+        carry = _keep_where(jnp.any(live), new, carry)
+        h = carry[1]
+        return carry, self.pi(h)[None], self.v(h)[None, 0]
+
+
+class CentralLSTMAgent(_SingleMemoryAgent):
+    """CMRL Central-LSTM: one LSTM over all K rollouts' inputs, one head per rollout."""
 
     def setup(self):
         k, a = self.num_rollouts, self.num_actions
@@ -112,10 +116,6 @@ class CentralLSTMAgent(nn.Module):
         self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
         self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
 
-    def explore_carry(self) -> Carry:
-        """Learned initial memory."""
-        return (self.c0, self.h0)
-
     def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]; the LSTM steps while any rollout lives."""
         new, _ = self.cell(carry, jnp.reshape(x, (-1,)))
@@ -123,19 +123,6 @@ class CentralLSTMAgent(nn.Module):
         h = carry[1]
         logits = jnp.reshape(self.pi(h), (self.num_rollouts, self.num_actions))
         return carry, logits, self.v(h)
-
-    def exploit_carry(self, carry: Carry) -> Carry:
-        """The Central-LSTM memory starts the exploit LSTM."""
-        return carry
-
-    def exploit_step(self, carry: Carry, x: jax.Array, live: jax.Array):
-        """[1, D] -> carry, logits [1, A], value [1]."""
-        return self.exploit(carry, x, live)
-
-    def __call__(self, x: jax.Array, live: jax.Array):
-        """Touch every parameter (used by ``init``)."""
-        carry, _, _ = self.explore_step(self.explore_carry(), x, live)
-        return self.exploit_step(self.exploit_carry(carry), x[:1], live[:1])
 
 
 class MetaLSTMAgent(nn.Module):

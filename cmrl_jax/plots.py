@@ -6,12 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 
 def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int | None = None):
     """Two panels (success %, visited goals), one line per method, band = min..max over seeds."""
-    fig, axes = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.4), sharex=True)
     for method, c in curves.items():
         x = c["updates"]
         for ax, values, scale in ((axes[0], c["success"], 100.0), (axes[1], c["visited"], 1.0)):
@@ -25,7 +24,7 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int 
         axes[1].set_ylim(-0.2, num_goals + 0.2)
     axes[1].set_xlabel("updates")
     axes[0].set_title(title)
-    axes[0].legend(loc="best", fontsize="small")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -34,7 +33,3 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int 
     plt.close(fig)
     return path
 
-
-def mean_curve(values: np.ndarray) -> np.ndarray:
-    """Mean over seeds: [S, E] -> [E]."""
-    return np.asarray(values).mean(axis=0)

@@ -1,9 +1,10 @@
 """Shared machinery of the table experiments: CLI, plan, runs, sweep, table, figure.
 
-A table experiment is a ``TableSpec`` (environment, methods, paper numbers,
-learning-rate grid). Methods that share an architecture train together as
-one compiled program (seeds and learning rates vmapped); each program has its
-own subfolder, checkpoints and ``eval.jsonl`` under ``--out``.
+A table experiment is a ``TableSpec`` (environment, rows, paper numbers,
+learning-rate grid). A row is a method, possibly with its own lambda_div.
+Rows that share an architecture train together as one compiled program
+(seeds, learning rates, reward schemes and lambda_div vmapped); each program
+has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``.
 """
 
 import dataclasses
@@ -23,6 +24,16 @@ EXIT_USAGE = 2
 
 
 @dataclass(frozen=True)
+class Row:
+    """One table row: a method, with or without the divergence loss."""
+
+    label: str
+    method: str
+    divergence: bool = True  # CMRL rows: lambda_div as configured; False: lambda_div = 0
+    in_paper: bool = True
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """Everything that makes one paper table."""
 
@@ -30,14 +41,13 @@ class TableSpec:
     title: str
     cmrl_architecture: str  # "central_lstm" or "meta_lstm" for the CMRL rows
     base: TrainConfig  # env, sizes, horizons; runs / architecture / hidden filled per group
-    methods: tuple[str, ...]  # default rows
-    learning_rates: dict[str, float]  # default per method (chosen by the sweep)
+    rows: tuple[Row, ...]  # default rows, in table order
+    learning_rates: dict[str, float]  # default per row label (chosen by the sweep)
     lambda_div: float  # default for CMRL rows
     sweep_grid: tuple[float, ...]  # Appendix A learning-rate grid
     thresholds: tuple[float, ...]
     paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
     num_goals: int
-    extra_methods: tuple[str, ...] = ()  # allowed with --methods besides the defaults
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class TableArgs:
     seeds: int = 3
     """seeds per method"""
     methods: tuple[str, ...] = ()
-    """subset of the table's methods (default: all)"""
+    """subset of the table's rows (default: all)"""
     learning_rate: float | None = None
     """override the learning rate of every selected method"""
     lambda_div: float | None = None
@@ -106,11 +116,11 @@ def _override(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
 
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     """Validate the arguments and build every program's config (nothing is written)."""
-    methods = args.methods or spec.methods
-    allowed = spec.methods + spec.extra_methods
+    by_label = {r.label: r for r in spec.rows}
+    methods = args.methods or tuple(by_label)
     for m in methods:
-        if m not in allowed:
-            raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(allowed)}")
+        if m not in by_label:
+            raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(by_label)}")
     if len(set(methods)) != len(methods):
         raise ConfigError("--methods lists a method twice")
     if args.jobs < 0:
@@ -137,29 +147,30 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, list[Row]] = {}
     for m in methods:
-        arch = spec.cmrl_architecture if get_method(m).concurrent else "sequential"
-        groups.setdefault(arch, []).append(m)
+        row = by_label[m]
+        arch = spec.cmrl_architecture if get_method(row.method).concurrent else "sequential"
+        groups.setdefault(arch, []).append(row)
     programs = []
-    for arch, ms in groups.items():
+    for arch, rows in groups.items():
         runs = []
-        for m in ms:
-            method = get_method(m)
+        for row in rows:
             lam = 0.0
-            if method.concurrent:
+            if get_method(row.method).concurrent and row.divergence:
                 lam = spec.lambda_div if args.lambda_div is None else args.lambda_div
             if args.sweep:
                 rates = spec.sweep_grid
             elif args.learning_rate is not None:
                 rates = (args.learning_rate,)
             else:
-                rates = (spec.learning_rates[m],)
+                rates = (spec.learning_rates[row.label],)
+            label = "" if row.label == row.method else row.label
             for lr in rates:
                 for seed in range(args.seeds):
-                    runs.append(RunSpec(m, seed, float(lr), float(lam)))
+                    runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
         cfg = dataclasses.replace(
-            base, architecture=arch, hidden=get_method(ms[0]).hidden, runs=tuple(runs)
+            base, architecture=arch, hidden=get_method(rows[0].method).hidden, runs=tuple(runs)
         )
         cfg.validate()
         programs.append((arch, cfg))
@@ -184,7 +195,8 @@ def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
     """Per method, keep the learning rate with the best mean final success (AuC breaks ties)."""
     by_lr: dict[str, dict[float, list[dict]]] = {}
     for r in rows:
-        by_lr.setdefault(r["method"], {}).setdefault(r["learning_rate"], []).append(r)
+        label = r.get("label") or r["method"]
+        by_lr.setdefault(label, {}).setdefault(r["learning_rate"], []).append(r)
     chosen, report = [], {}
     for method, groups in by_lr.items():
         scores = {}
@@ -233,9 +245,10 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     if args.sweep:
         rows, sweep_report = select_best(rows, spec.thresholds)
     cs = curves(rows)
-    methods = [m for m in (args.methods or spec.methods) if m in cs]
+    methods = [r.label for r in spec.rows if r.label in cs]
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
-    table = render_table(ours, spec.paper, spec.thresholds, spec.title)
+    not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
+    table = render_table(ours, spec.paper, spec.thresholds, spec.title, not_in_paper)
     result = {"methods": ours, "sweep": sweep_report}
     (plan.folder / "table.md").write_text(table)
     (plan.folder / "table.json").write_text(json.dumps(clean_json(ours), indent=1))

@@ -6,7 +6,7 @@
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import TableSpec, run_table
+from experiments.common import Row, TableSpec, run_table
 
 PAPER = {
     "RL2": {"auc": 19.83, "final": 0.0, "final_std": 0.0, "visited": 0.00, "updates_until": {}},
@@ -37,7 +37,7 @@ SPEC = TableSpec(
         divergence="js",
         reward_input_scale=10.0,
     ),
-    methods=("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit"),
+    rows=tuple(Row(m, m) for m in ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")),
     # Chosen by `--sweep` (docs/results.md has its output).
     learning_rates={
         "RL2": 2e-3,

@@ -1,0 +1,54 @@
+"""Experiment plans: which runs go into which compiled program (nothing is trained)."""
+
+from cmrl_jax.config import get_method
+from experiments import table1, table4
+from experiments.common import TableArgs, make_plan
+
+
+def test_table1_two_programs_with_paper_sizes():
+    """RL2 + ERL2 share the sequential program (LSTM 32); the CMRL rows the Central-LSTM (16)."""
+    plan = make_plan(table1.SPEC, TableArgs())
+    progs = dict(plan.programs)
+    assert set(progs) == {"sequential", "central_lstm"}
+    seq, cmrl = progs["sequential"], progs["central_lstm"]
+    assert seq.hidden == 32 and cmrl.hidden == 16
+    assert [r.method for r in seq.runs] == ["RL2"] * 3 + ["ERL2"] * 3
+    assert [r.seed for r in cmrl.runs] == [0, 1, 2, 0, 1, 2]
+    assert all(r.lambda_div == 0 for r in seq.runs)
+    assert all(r.lambda_div == table1.SPEC.lambda_div for r in cmrl.runs)
+    assert cmrl.num_updates == 10_000 and cmrl.batch_size == 128 and cmrl.k_explore == 10
+
+
+def test_sweep_vmaps_the_grid_in_the_same_programs():
+    """--sweep: every method x learning rate x seed, still one program per architecture."""
+    plan = make_plan(table1.SPEC, TableArgs(sweep=True, seeds=2))
+    grid = table1.SPEC.sweep_grid
+    for _, cfg in plan.programs:
+        assert len(cfg.runs) == 2 * len(grid) * 2
+        assert {r.learning_rate for r in cfg.runs} == set(grid)
+
+
+def test_overrides_apply_to_every_selected_method():
+    """--learning-rate / --lambda-div override; the sequential rows never get a divergence."""
+    plan = make_plan(table1.SPEC, TableArgs(learning_rate=1e-3, lambda_div=0.3,
+                                            methods=("ERL2", "Max-Until-Exploit")))
+    runs = [r for _, cfg in plan.programs for r in cfg.runs]
+    assert {r.learning_rate for r in runs} == {1e-3}
+    assert {(r.method, r.lambda_div) for r in runs} == {("ERL2", 0.0), ("Max-Until-Exploit", 0.3)}
+
+
+def test_table4_is_one_program_differing_only_in_traced_values():
+    """All ablation rows x seeds share one Central-LSTM program; no-divergence rows have 0."""
+    plan = make_plan(table4.SPEC, TableArgs())
+    assert len(plan.programs) == 1
+    _, cfg = plan.programs[0]
+    assert cfg.architecture == "central_lstm" and len(cfg.runs) == 9 * 3
+    by_row = {}
+    for r in cfg.runs:
+        by_row.setdefault(r.row, set()).add((get_method(r.method).scheme, r.lambda_div))
+    lam = table4.SPEC.lambda_div
+    assert by_row["Max+StDev-Until-Exploit"] == {("max_stdev", lam)}
+    assert by_row["Zero-Until-Exploit"] == {("zero", lam)}
+    assert by_row["Zero-Until-Exploit (no divergence)"] == {("zero", 0.0)}
+    assert by_row["StDev-Until-Exploit (no divergence)"] == {("stdev", 0.0)}
+    assert by_row["Shared"] == {("shared", lam)} and by_row["Separate"] == {("separate", lam)}
