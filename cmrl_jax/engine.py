@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment
 
@@ -113,8 +114,8 @@ class MetaEpisodeRunner:
         self.horizon = horizon
         self.reward_scale = reward_scale
         self.num_actions = env.action_space(env_params).n
-        obs, _ = env.reset_env(jax.random.key(0), env_params)
-        self.obs_dim = int(jnp.size(obs))
+        obs, _ = jax.eval_shape(lambda: env.reset_env(jax.random.PRNGKey(0), env_params))
+        self.obs_dim = int(np.prod(obs.shape))
         self.input_dim = self.obs_dim + self.num_actions + 2
         self.num_rollouts = k_explore if concurrent else 1
         if agent.num_rollouts != self.num_rollouts:

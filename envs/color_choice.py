@@ -1,0 +1,202 @@
+"""N-Color-Choice (paper section 5) as a gymnax environment.
+
+An H_M x W_M grid (7 x 7 in the paper) of free cells; walls are AROUND the
+grid: every cell outside it counts as wall, none inside. N goals (3 in the
+paper) sit on distinct cells, each with its own colour channel. Hidden
+rewards: exactly one goal gives +1, the others -1; which one is not
+observable. ``reset_env`` draws the goal cells, the positive goal, the agent's
+start cell (distinct from every goal) and its orientation from its key, so a
+meta-episode that reuses one reset key keeps one task and one start.
+
+Coordinates are (row, col), row 0 at the top. Orientation 0 = north (row - 1),
+1 = east (col + 1), 2 = south (row + 1), 3 = west (col - 1).
+Actions (Discrete(3)): 0 = forward one cell (into the outside wall: no move),
+1 = turn left (o -> o - 1 mod 4), 2 = turn right (o -> o + 1 mod 4). Entering
+a goal cell gives that goal's reward and terminates the sub-episode; every
+other step gives 0. Horizon H = 15 decisions (``max_steps_in_episode``).
+
+Egocentric observation: float32 [C, D, 3] with C = N + 1 and D = 15. Entry
+[c, i, j] describes the cell ``agent + (i + 1) * forward + (j - 1) * right``:
+row i is i + 1 steps ahead along the facing direction, column 0 / 1 / 2 is
+one cell to the agent's left / on the ray / one cell to its right. Channel
+c < N is 1 where goal c is, channel N is 1 for wall (outside-the-grid) cells.
+The agent's own cell and the cells beside and behind it are not observed.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment, spaces
+
+# (d_row, d_col) of orientations north, east, south, west.
+DIRECTIONS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], np.int32)
+FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """State of one Color-Choice sub-episode; the task is ``goal_pos`` and ``positive``."""
+
+    agent_pos: jax.Array  # int32 [2]     (row, col)
+    agent_dir: jax.Array  # int32 scalar  0 = N, 1 = E, 2 = S, 3 = W
+    goal_pos: jax.Array  # int32 [N, 2]  distinct cells, never the start cell
+    positive: jax.Array  # int32 scalar  index of the +1 goal (hidden)
+    time: jax.Array  # int32 scalar  decisions taken in this sub-episode
+
+
+@struct.dataclass
+class EnvParams(environment.EnvParams):
+    """Rewards, horizon and grid size (static: it sets the shape of the reset's cell draw)."""
+
+    positive_reward: float = 1.0
+    negative_reward: float = -1.0
+    max_steps_in_episode: int = 15
+    height: int = struct.field(pytree_node=False, default=7)
+    width: int = struct.field(pytree_node=False, default=7)
+
+
+def view_cells(agent_pos: jax.Array, agent_dir: jax.Array, depth: int) -> jax.Array:
+    """(row, col) of the observed cells: int32 [depth, 3, 2] (see the module docstring)."""
+    dirs = jnp.asarray(DIRECTIONS)
+    fwd = dirs[agent_dir]
+    right = dirs[(agent_dir + 1) % 4]
+    ahead = jnp.arange(1, depth + 1, dtype=jnp.int32)[:, None, None] * fwd  # [D, 1, 2]
+    side = jnp.arange(-1, 2, dtype=jnp.int32)[None, :, None] * right  # [1, 3, 2]
+    return agent_pos + ahead + side
+
+
+def _inside(pos: jax.Array, params: EnvParams) -> jax.Array:
+    """Whether (row, col) positions [..., 2] lie on the grid: bool [...]."""
+    return (
+        (pos[..., 0] >= 0)
+        & (pos[..., 0] < params.height)
+        & (pos[..., 1] >= 0)
+        & (pos[..., 1] < params.width)
+    )
+
+
+class ColorChoice(environment.Environment[EnvState, EnvParams]):
+    """N coloured goals on a walled grid, one hidden +1; egocentric view, 3 actions."""
+
+    def __init__(self, num_goals: int = 3, view_depth: int = 15):
+        """Static configuration: the number of goals N (>= 1) and the view depth D."""
+        if num_goals < 1:
+            raise ValueError(f"num_goals must be >= 1, got {num_goals}")
+        if view_depth < 1:
+            raise ValueError(f"view_depth must be >= 1, got {view_depth}")
+        self._num_goals = num_goals
+        self.view_depth = view_depth
+
+    @property
+    def default_params(self) -> EnvParams:
+        """Paper values: 7 x 7 grid, +1 / -1 rewards, H = 15."""
+        return EnvParams()
+
+    @property
+    def num_goals(self) -> int:
+        """Number of distinct goals reported in ``info["goal"]``."""
+        return self._num_goals
+
+    def step_env(
+        self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams
+    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
+        """Move forward or turn; entering a goal pays its hidden reward and terminates."""
+        del key
+        action = jnp.asarray(action, jnp.int32)
+        target = state.agent_pos + jnp.asarray(DIRECTIONS)[state.agent_dir]
+        moved = (action == FORWARD) & _inside(target, params)
+        pos = jnp.where(moved, target, state.agent_pos)
+        turn = jnp.where(action == TURN_LEFT, 3, jnp.where(action == TURN_RIGHT, 1, 0))
+        hit = moved & jnp.all(state.goal_pos == pos, axis=-1)  # [N]
+        entered = jnp.any(hit)
+        goal = jnp.where(entered, jnp.argmax(hit), -1).astype(jnp.int32)
+        reward = jnp.where(
+            entered,
+            jnp.where(goal == state.positive, params.positive_reward, params.negative_reward),
+            0.0,
+        ).astype(jnp.float32)
+        state = state.replace(
+            agent_pos=pos, agent_dir=(state.agent_dir + turn) % 4, time=state.time + 1
+        )
+        return self.get_obs(state, params), state, reward, entered, {"goal": goal}
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        """Draw goal cells, the positive goal, the start cell and orientation from ``key``."""
+        n_cells = params.height * params.width
+        if n_cells < self.num_goals + 1:
+            raise ValueError(
+                f"a {params.height}x{params.width} grid cannot hold {self.num_goals} goals "
+                "and the agent"
+            )
+        k_cells, k_pos, k_dir = jax.random.split(key, 3)
+        cells = jax.random.choice(k_cells, n_cells, (self.num_goals + 1,), replace=False)
+        rc = jnp.stack([cells // params.width, cells % params.width], axis=-1).astype(jnp.int32)
+        state = EnvState(
+            agent_pos=rc[-1],
+            agent_dir=jax.random.randint(k_dir, (), 0, 4, dtype=jnp.int32),
+            goal_pos=rc[:-1],
+            positive=jax.random.randint(k_pos, (), 0, self.num_goals, dtype=jnp.int32),
+            time=jnp.array(0, jnp.int32),
+        )
+        return self.get_obs(state, params), state
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
+        """Egocentric view: float32 [N + 1, D, 3], goal channels then the wall channel."""
+        del key
+        params = self.default_params if params is None else params
+        cells = view_cells(state.agent_pos, state.agent_dir, self.view_depth)  # [D, 3, 2]
+        goals = jnp.all(cells[None] == state.goal_pos[:, None, None, :], axis=-1)  # [N, D, 3]
+        wall = ~_inside(cells, params)
+        return jnp.concatenate([goals, wall[None]], axis=0).astype(jnp.float32)
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """The agent stands on a goal (it never starts on one)."""
+        return jnp.any(jnp.all(state.goal_pos == state.agent_pos, axis=-1))
+
+    @property
+    def name(self) -> str:
+        """Environment name, e.g. ``ColorChoice-3``."""
+        return f"ColorChoice-{self.num_goals}"
+
+    @property
+    def num_actions(self) -> int:
+        """Forward, turn left, turn right."""
+        return 3
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        """Discrete(3): 0 = forward, 1 = turn left, 2 = turn right."""
+        return spaces.Discrete(3)
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        """Binary egocentric view of shape [N + 1, D, 3]."""
+        return spaces.Box(0.0, 1.0, (self.num_goals + 1, self.view_depth, 3), jnp.float32)
+
+    def state_space(self, params: EnvParams | None = None) -> spaces.Dict:
+        """Agent cell and orientation, goal cells, positive goal, time."""
+        params = self.default_params if params is None else params
+        size = max(params.height, params.width)
+        return spaces.Dict(
+            {
+                "agent_pos": spaces.Box(0, size - 1, (2,), jnp.int32),
+                "agent_dir": spaces.Discrete(4),
+                "goal_pos": spaces.Box(0, size - 1, (self.num_goals, 2), jnp.int32),
+                "positive": spaces.Discrete(self.num_goals),
+                "time": spaces.Discrete(params.max_steps_in_episode + 1),
+            }
+        )
+
+    def render(self, state: EnvState, params: EnvParams | None = None) -> np.ndarray:
+        """The whole grid with its wall border, goals, the agent and its view: uint8 [h, w, 3]."""
+        from envs.color_choice_render import render_state
+
+        params = self.default_params if params is None else params
+        return render_state(state, params, self.view_depth)
+
+    def render_observation(self, obs: jax.Array) -> np.ndarray:
+        """An observation [N + 1, D, 3] drawn as the agent sees it: uint8 [h, w, 3]."""
+        from envs.color_choice_render import render_obs
+
+        return render_obs(obs)
