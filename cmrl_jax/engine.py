@@ -184,7 +184,7 @@ class MetaEpisodeRunner:
             return self._step(net_step, params, carry, k, t, greedy)
 
         keys = jax.random.split(key, self.horizon)
-        return jax.lax.scan(body, s, (keys, jnp.arange(self.horizon)), unroll=self.horizon <= 16)
+        return jax.lax.scan(body, s, (keys, jnp.arange(self.horizon)), unroll=self.horizon <= 4)
 
     # ------------------------------------------------------------ meta-episode
     def task(self, key: jax.Array):
@@ -249,6 +249,6 @@ class MetaEpisodeRunner:
             return memory, logits
 
         _, logits = jax.lax.scan(
-            body, self.agent.explore_carry(params), (x, live), unroll=x.shape[0] <= 16
+            body, self.agent.explore_carry(params), (x, live), unroll=x.shape[0] <= 4
         )
         return logits

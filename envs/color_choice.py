@@ -190,13 +190,97 @@ class ColorChoice(environment.Environment[EnvState, EnvParams]):
 
     def render(self, state: EnvState, params: EnvParams | None = None) -> np.ndarray:
         """The whole grid with its wall border, goals, the agent and its view: uint8 [h, w, 3]."""
-        from envs.color_choice_render import render_state
-
         params = self.default_params if params is None else params
         return render_state(state, params, self.view_depth)
 
     def render_observation(self, obs: jax.Array) -> np.ndarray:
         """An observation [N + 1, D, 3] drawn as the agent sees it: uint8 [h, w, 3]."""
-        from envs.color_choice_render import render_obs
-
         return render_obs(obs)
+
+
+# ------------------------------------------------------------------ rendering (numpy, not jitted)
+_CELL = 16  # pixels per cell
+_FREE = np.array([235, 235, 235], np.uint8)
+_VIEW = np.array([255, 236, 160], np.uint8)  # free cell inside the field of view
+_WALL = np.array([90, 90, 90], np.uint8)
+_WALL_VIEW = np.array([130, 120, 80], np.uint8)  # wall cell inside the field of view
+_UNSEEN = np.array([40, 40, 40], np.uint8)
+_LINE = np.array([200, 200, 200], np.uint8)
+_AGENT = np.array([20, 20, 20], np.uint8)
+_NOSE = np.array([255, 255, 255], np.uint8)
+_PALETTE = np.array(
+    [[220, 40, 40], [40, 160, 60], [40, 90, 220], [240, 140, 20], [150, 60, 190], [20, 180, 190]],
+    np.uint8,
+)
+
+
+def goal_colours(n: int) -> np.ndarray:
+    """Distinct colours for n goals: uint8 [n, 3] (a fixed palette, then evenly spaced hues)."""
+    if n <= len(_PALETTE):
+        return _PALETTE[:n]
+    hue = np.arange(n) / n
+    k = (np.array([5.0, 3.0, 1.0])[None] + hue[:, None] * 6.0) % 6.0  # HSV -> RGB, s = v = 0.85
+    rgb = 0.85 - 0.85 * 0.85 * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return (rgb * 255).astype(np.uint8)
+
+
+def _paint(img: np.ndarray, row: int, col: int, colour: np.ndarray) -> None:
+    """Fill cell (row, col) of an image of _CELL-pixel cells, keeping a 1-pixel grid line."""
+    img[row * _CELL + 1 : (row + 1) * _CELL, col * _CELL + 1 : (col + 1) * _CELL] = colour
+
+
+def _agent(img: np.ndarray, row: int, col: int, direction: int) -> None:
+    """Draw the agent as a dark square with a white nose on the side it faces."""
+    m, c = 3, _CELL
+    y0, x0 = row * c, col * c
+    img[y0 + m : y0 + c - m + 1, x0 + m : x0 + c - m + 1] = _AGENT
+    lo, hi = c // 2 - 2, c // 2 + 3
+    nose = {
+        0: (slice(y0 + m, y0 + m + 4), slice(x0 + lo, x0 + hi)),
+        1: (slice(y0 + lo, y0 + hi), slice(x0 + c - m - 3, x0 + c - m + 1)),
+        2: (slice(y0 + c - m - 3, y0 + c - m + 1), slice(x0 + lo, x0 + hi)),
+        3: (slice(y0 + lo, y0 + hi), slice(x0 + m, x0 + m + 4)),
+    }[direction]
+    img[nose] = _NOSE
+
+
+def render_state(state: EnvState, params: EnvParams, view_depth: int = 15) -> np.ndarray:
+    """Grid plus a one-cell wall border, view shaded, goals coloured: uint8 [(H+2)c, (W+2)c, 3]."""
+    h, w = params.height, params.width
+    pos = np.asarray(state.agent_pos)
+    direction = int(state.agent_dir)
+    goals = np.asarray(state.goal_pos)
+    img = np.empty(((h + 2) * _CELL + 1, (w + 2) * _CELL + 1, 3), np.uint8)
+    img[:] = _LINE
+    for r in range(h + 2):
+        for c in range(w + 2):
+            border = r in (0, h + 1) or c in (0, w + 1)
+            _paint(img, r, c, _WALL if border else _FREE)
+    for r, c in np.asarray(view_cells(pos, direction, view_depth)).reshape(-1, 2):
+        if -1 <= r <= h and -1 <= c <= w:  # the border row / column is drawn, beyond is not
+            inside = 0 <= r < h and 0 <= c < w
+            _paint(img, r + 1, c + 1, _VIEW if inside else _WALL_VIEW)
+    for colour, (r, c) in zip(goal_colours(len(goals)), goals, strict=True):
+        _paint(img, r + 1, c + 1, colour)
+    _agent(img, pos[0] + 1, pos[1] + 1, direction)
+    return img
+
+
+def render_obs(obs: jax.Array) -> np.ndarray:
+    """Observation [N + 1, D, 3] as D rows (farthest on top) over an agent row: uint8 image."""
+    obs = np.asarray(obs)
+    n, depth = obs.shape[0] - 1, obs.shape[1]
+    img = np.empty(((depth + 1) * _CELL + 1, 3 * _CELL + 1, 3), np.uint8)
+    img[:] = _LINE
+    colours = goal_colours(n)
+    for i in range(depth):
+        for j in range(3):
+            colour = _WALL_VIEW if obs[n, i, j] > 0.5 else _VIEW
+            for g in range(n):
+                if obs[g, i, j] > 0.5:
+                    colour = colours[g]
+            _paint(img, depth - 1 - i, j, colour)
+    for j in range(3):
+        _paint(img, depth, j, _UNSEEN)
+    _agent(img, depth, 1, 0)
+    return img

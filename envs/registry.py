@@ -36,3 +36,13 @@ def _monty_hall(num_doors: int = 10):
 
 
 register_env("monty_hall", _monty_hall)
+
+
+def _color_choice(num_goals: int = 3, height: int = 7, width: int = 7, horizon: int = 15):
+    from envs.color_choice import ColorChoice, EnvParams
+
+    env = ColorChoice(num_goals)
+    return env, EnvParams(max_steps_in_episode=horizon, height=height, width=width)
+
+
+register_env("color_choice", _color_choice)
