@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--arch", nargs="*", default=list(CASES))
     a = p.parse_args()
     print(json.dumps({"device": str(jax.devices()[0]), "machine": platform.machine(),
-                      "cpus": jax.local_device_count()}))
+                      "devices": jax.local_device_count()}))
     for arch in a.arch:
         print(json.dumps(bench(arch, a.runs, a.chunk, a.batch)), flush=True)
 
