@@ -48,6 +48,7 @@ class TableSpec:
     thresholds: tuple[float, ...]
     paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
     num_goals: int
+    oracle: Any = None  # optional () -> markdown text appended under the table
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,8 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
     table = render_table(ours, spec.paper, spec.thresholds, spec.title, not_in_paper)
+    if spec.oracle is not None:
+        table += "\n" + spec.oracle() + "\n"
     result = {"methods": ours, "sweep": sweep_report}
     (plan.folder / "table.md").write_text(table)
     (plan.folder / "table.json").write_text(json.dumps(clean_json(ours), indent=1))

@@ -1,0 +1,81 @@
+"""Table 2: 3-Color-Choice (7 x 7), RL2 / ERL2 / CMRL with the Meta-LSTM.
+
+    python -m experiments.table2                      # paper setting: 40k updates, 3 seeds
+    python -m experiments.table2 --updates 2000 --seeds 1 --out results/t2-quick
+
+Appendix A: LSTM 16 (CMRL) / 32 (baselines), symmetric KL, learning-rate grid
+{7.5e-3, 5e-3, 2.5e-3, 1e-3}. The observation (C x 15 x 3, flattened) enters
+each LSTM directly: the LSTM's input projection is the dense encoder.
+"""
+
+from cmrl_jax.config import TrainConfig
+from experiments.common import Row, TableSpec, run_table
+
+ORACLE_TASKS = 2000
+
+
+def _paper(auc, final, std, visited, *until):
+    """A paper row; ``until`` are the 10/20/40/100 % thresholds (None = never)."""
+    keys = ("10", "20", "40", "100")
+    return {
+        "auc": auc, "final": final, "final_std": std, "visited": visited,
+        "updates_until": {k: u for k, u in zip(keys, until, strict=False) if u is not None},
+    }
+
+
+PAPER = {
+    "RL2": _paper(3408.67, 8.0, 1.0, 0.00, 0),
+    "ERL2": _paper(6811.58, 22.0, 1.0, 1.49, 2750, 23750),
+    "Max-Until-Exploit": _paper(10374.25, 43.7, 5.0, 2.13, 5000, 15750, 30750),
+    "StDev-Until-Exploit": _paper(11436.83, 43.9, 7.5, 2.14, 0, 14500, 28000),
+}
+
+
+def oracle_rows() -> str:
+    """The oracle bounds of the environment, as lines under the table."""
+    from envs.color_choice_oracle import oracle_success_rate
+    from envs.registry import make_env
+
+    env, params = make_env("color_choice")
+    rates = oracle_success_rate(env, params, ORACLE_TASKS, k_explore=3, seed=0)
+    return (
+        f"Oracle ({ORACLE_TASKS} sampled tasks): an agent told the positive goal enters it "
+        f"within H in {100 * rates.known_goal:.1f} % of tasks; a meta-learner with 3 explore "
+        f"sub-episodes can identify and enter it in {100 * rates.meta_learner:.1f} %."
+    )
+
+
+SPEC = TableSpec(
+    name="table2",
+    title="Table 2: 3-Color-Choice",
+    cmrl_architecture="meta_lstm",
+    base=TrainConfig(
+        env="color_choice",
+        env_kwargs=(("num_goals", 3),),
+        k_explore=3,
+        horizon=15,
+        num_updates=40_000,
+        divergence="skl",
+    ),
+    rows=tuple(Row(m, m) for m in ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")),
+    # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.
+    learning_rates={m: 2.5e-3 for m in
+                    ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")},
+    # Appendix A: 1e-4 with SKL in the paper's normalisation; x10 as in Table 1 (our
+    # A2C loss is a mean per decision slot). Not yet swept for this environment.
+    lambda_div=1e-3,
+    sweep_grid=(7.5e-3, 5e-3, 2.5e-3, 1e-3),
+    thresholds=(0.1, 0.2, 0.4, 1.0),
+    paper=PAPER,
+    num_goals=3,
+    oracle=oracle_rows,
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run Table 2 from the command line."""
+    return run_table(SPEC, argv)
+
+
+if __name__ == "__main__":
+    main()
