@@ -90,6 +90,16 @@ class Plan:
     programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
 
 
+def paper_row(auc: float, final: float, std: float, visited: float,
+              thresholds: tuple[float, ...], *until: int | None) -> dict:
+    """A row of the paper's table; ``until`` follows ``thresholds`` (None or missing = never)."""
+    keys = [f"{round(100 * t)}" for t in thresholds]
+    return {
+        "auc": auc, "final": final, "final_std": std, "visited": visited,
+        "updates_until": {k: u for k, u in zip(keys, until, strict=False) if u is not None},
+    }
+
+
 def _override(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
     """Apply KEY=VALUE overrides, typed like the field they replace."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}

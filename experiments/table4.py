@@ -9,19 +9,15 @@ and seed trains in the same vmapped program.
 
 import dataclasses
 
-from experiments.common import Row, run_table
+from experiments.common import Row, paper_row, run_table
 from experiments.table1 import SPEC as TABLE1
 
 NO_DIV = " (no divergence)"
 
 
 def _paper(auc, final, std, visited, *until):
-    """A paper row; ``until`` are the 25/50/75/95/100 % thresholds (None = never)."""
-    keys = ("25", "50", "75", "95", "100")
-    return {
-        "auc": auc, "final": final, "final_std": std, "visited": visited,
-        "updates_until": {k: u for k, u in zip(keys, until, strict=False) if u is not None},
-    }
+    """A row of the paper's Table 4."""
+    return paper_row(auc, final, std, visited, TABLE1.thresholds, *until)
 
 
 PAPER = {
