@@ -52,3 +52,11 @@ def test_table4_is_one_program_differing_only_in_traced_values():
     assert by_row["Zero-Until-Exploit (no divergence)"] == {("zero", 0.0)}
     assert by_row["StDev-Until-Exploit (no divergence)"] == {("stdev", 0.0)}
     assert by_row["Shared"] == {("shared", lam)} and by_row["Separate"] == {("separate", lam)}
+
+
+def test_monty_hall_oracle():
+    """k >= N - 1 explore tries identify the gold door; fewer find it with probability k / N."""
+    assert table1.monty_hall_oracle(10, 10) == 1.0
+    assert table1.monty_hall_oracle(10, 9) == 1.0
+    assert table1.monty_hall_oracle(10, 5) == 0.5
+    assert "100.0 %" in table1.oracle_line()
