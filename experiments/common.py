@@ -245,13 +245,19 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     # Programs are independent XLA computations; JAX releases the GIL while they
     # run, so one thread per program keeps every core busy (2 programs, 2 cores).
     jobs = max(1, min(len(plan.programs), args.jobs or os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            pool.submit(run_training, cfg, plan.folder / name, label=name,
-                        progress=args.progress, bar_position=i)
-            for i, (name, cfg) in enumerate(plan.programs)
-        ]
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [
+        pool.submit(run_training, cfg, plan.folder / name, label=name,
+                    progress=args.progress, bar_position=i)
+        for i, (name, cfg) in enumerate(plan.programs)
+    ]
+    try:
         rows = [row for f in futures for row in f.result()]
+    except KeyboardInterrupt:
+        # Worker threads cannot be interrupted; every finished chunk is checkpointed.
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        os._exit(130)
+    pool.shutdown()
     sweep_report = None
     if args.sweep:
         rows, sweep_report = select_best(rows, spec.thresholds)
