@@ -22,13 +22,18 @@ def updates_until(updates: np.ndarray, mean_success: np.ndarray, threshold: floa
     return int(np.asarray(updates)[hit[0]]) if hit.size else None
 
 
+def row_label(row: dict) -> str:
+    """The table row an evaluation row belongs to: its label, else its method."""
+    return row.get("label") or row["method"]
+
+
 def curves(rows: list[dict]) -> dict[str, dict]:
     """Group evaluation rows by table row (label, else method): {row: {updates [E],
     success [S, E], visited [S, E], seeds, learning_rate, lambda_div}}; only updates
     evaluated for every seed are kept."""
     by_method: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
-        by_method[row.get("label") or row["method"]][row["seed"]][row["update"]] = row
+        by_method[row_label(row)][row["seed"]][row["update"]] = row
     out = {}
     for method, seeds in by_method.items():
         common = sorted(set.intersection(*(set(s) for s in seeds.values())))

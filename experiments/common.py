@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, get_method
-from cmrl_jax.metrics import clean_json, curves, render_table, summarize
+from cmrl_jax.metrics import clean_json, curves, render_table, row_label, summarize
 
 EXIT_USAGE = 2
+
+
+PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
+"""The four rows of the paper's Tables 1-3."""
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,7 @@ def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
     """Per method, keep the learning rate with the best mean final success (AuC breaks ties)."""
     by_lr: dict[str, dict[float, list[dict]]] = {}
     for r in rows:
-        label = r.get("label") or r["method"]
-        by_lr.setdefault(label, {}).setdefault(r["learning_rate"], []).append(r)
+        by_lr.setdefault(row_label(r), {}).setdefault(r["learning_rate"], []).append(r)
     chosen, report = [], {}
     for method, groups in by_lr.items():
         scores = {}

@@ -9,7 +9,7 @@ each LSTM directly: the LSTM's input projection is the dense encoder.
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import Row, TableSpec, paper_row, run_table
+from experiments.common import PAPER_METHODS, Row, TableSpec, paper_row, run_table
 
 ORACLE_TASKS = 2000
 
@@ -56,10 +56,9 @@ SPEC = TableSpec(
         num_updates=40_000,
         divergence="skl",
     ),
-    rows=tuple(Row(m, m) for m in ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")),
+    rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.
-    learning_rates={m: 2.5e-3 for m in
-                    ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")},
+    learning_rates={m: 2.5e-3 for m in PAPER_METHODS},
     # Appendix A: 1e-4 with SKL in the paper's normalisation; x10 as in Table 1 (our
     # A2C loss is a mean per decision slot). Not yet swept for this environment.
     lambda_div=1e-3,
