@@ -188,6 +188,17 @@ class ColorChoice(environment.Environment[EnvState, EnvParams]):
             }
         )
 
+    def goal_positions(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """(row, col) of every goal cell as floats: float32 [N, 2] (for visitation heatmaps)."""
+        del params
+        return state.goal_pos.astype(jnp.float32)
+
+    def heatmap_bins(self, params: EnvParams) -> tuple[np.ndarray, np.ndarray]:
+        """One heatmap bin per cell: edges -0.5 .. height - 0.5 (rows), -0.5 .. width - 0.5."""
+        rows = np.arange(params.height + 1, dtype=np.float64) - 0.5
+        cols = np.arange(params.width + 1, dtype=np.float64) - 0.5
+        return rows, cols
+
     def render(self, state: EnvState, params: EnvParams | None = None) -> np.ndarray:
         """The whole grid with its wall border, goals, the agent and its view: uint8 [h, w, 3]."""
         params = self.default_params if params is None else params

@@ -334,3 +334,23 @@ def test_registry_and_spaces():
         ColorChoice(num_goals=0)
     with pytest.raises(ValueError):
         ColorChoice(num_goals=3).reset_env(jax.random.PRNGKey(0), EnvParams(height=1, width=3))
+
+
+# ------------------------------------------------------------ heatmap interface
+def test_goal_positions_are_goal_cells_as_floats(env):
+    state = make_state((3, 3), NORTH, ((0, 1), (6, 2), (4, 5)))
+    pos = env.goal_positions(state, EnvParams())
+    assert pos.dtype == jnp.float32 and pos.shape == (N, 2)
+    assert_array_equal(pos, [[0.0, 1.0], [6.0, 2.0], [4.0, 5.0]])
+    pos = jax.jit(env.goal_positions)(state, EnvParams())  # traceable
+    assert_array_equal(pos, [[0.0, 1.0], [6.0, 2.0], [4.0, 5.0]])
+
+
+def test_heatmap_bins_one_per_cell(env):
+    rows, cols = env.heatmap_bins(EnvParams(height=3, width=5))
+    assert_array_equal(rows, [-0.5, 0.5, 1.5, 2.5])
+    assert_array_equal(cols, [-0.5, 0.5, 1.5, 2.5, 3.5, 4.5])
+    # each cell (r, c) falls in bin (r, c)
+    cells = np.array([[r, c] for r in range(3) for c in range(5)], np.float64)
+    hist, _, _ = np.histogram2d(cells[:, 0], cells[:, 1], bins=[rows, cols])
+    assert_array_equal(hist, np.ones((3, 5)))

@@ -1,0 +1,117 @@
+"""Trained runs of a table's results folder: locate one by row and seed, restore it.
+
+Shared by the figure scripts (``experiments.figure6``, ``experiments.episode_figure``).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """Where one run lives in a results folder."""
+
+    folder: Path  # the program's folder: config.json, checkpoints/, eval.jsonl
+    cfg: TrainConfig
+    index: int  # position in cfg.runs (the vmapped run axis)
+
+    @property
+    def spec(self) -> RunSpec:
+        """The run's method, seed and hyperparameters."""
+        return self.cfg.runs[self.index]
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A run restored from its newest checkpoint, ready to sample meta-episodes."""
+
+    where: RunLocation
+    update: int  # updates done at the checkpoint
+    runner: Any  # MetaEpisodeRunner of the program
+    params: Any  # this run's parameters (no run axis)
+
+
+def read_programs(results: Path, env: str) -> list[tuple[Path, TrainConfig]]:
+    """The programs (subfolders with config.json) of a results folder of ``env``."""
+    if not results.is_dir():
+        raise ConfigError(f"results folder {results} does not exist")
+    programs = []
+    for sub in sorted(p for p in results.iterdir() if (p / "config.json").is_file()):
+        try:
+            programs.append((sub, TrainConfig.from_json((sub / "config.json").read_text())))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"{sub / 'config.json'} is not a training config ({e})") from None
+    if not programs:
+        raise ConfigError(f"{results} is not a table results folder (no <program>/config.json)")
+    envs = sorted({cfg.env for _, cfg in programs})
+    if envs != [env]:
+        raise ConfigError(f"results folder {results} holds {', '.join(envs)} runs, not {env}")
+    return programs
+
+
+def find_run(
+    results: Path, env: str, method: str, seed: int, learning_rate: float | None = None
+) -> RunLocation:
+    """Locate the run of table row ``method`` with ``seed`` (ConfigError if none or ambiguous).
+
+    Several matches (a ``--sweep`` folder has one per learning rate) are settled
+    by ``learning_rate``, else by the rate the sweep chose (``sweep.json``).
+    """
+    programs = read_programs(results, env)
+    found = [
+        RunLocation(folder, cfg, i)
+        for folder, cfg in programs
+        for i, run in enumerate(cfg.runs)
+        if run.row == method
+    ]
+    if not found:
+        rows = sorted({run.row for _, cfg in programs for run in cfg.runs})
+        raise ConfigError(f"no {method} run in {results}; its runs: {', '.join(rows)}")
+    with_seed = [r for r in found if r.spec.seed == seed]
+    if not with_seed:
+        seeds = sorted({r.spec.seed for r in found})
+        raise ConfigError(f"no {method} run with seed {seed} in {results}; seeds: {seeds}")
+    if len(with_seed) > 1 and learning_rate is None:
+        sweep = results / "sweep.json"
+        if sweep.is_file():
+            learning_rate = json.loads(sweep.read_text()).get(method, {}).get(
+                "chosen_learning_rate"
+            )
+    if learning_rate is not None:
+        with_seed = [r for r in with_seed if np.isclose(r.spec.learning_rate, learning_rate)]
+        if not with_seed:
+            raise ConfigError(f"no {method} seed {seed} run with learning rate {learning_rate:g}")
+    if len(with_seed) > 1:
+        rates = ", ".join(f"{r.spec.learning_rate:g}" for r in with_seed)
+        raise ConfigError(f"{method} seed {seed} has runs at learning rates {rates}; "
+                          "choose one with --learning-rate")
+    return with_seed[0]
+
+
+def load_run(where: RunLocation) -> TrainedRun:
+    """Restore the newest checkpoint of ``where``'s program and keep this run's parameters."""
+    import jax
+
+    from cmrl_jax.checkpoint import Checkpointer
+    from cmrl_jax.train import make_init, make_runner
+
+    if not (where.folder / "checkpoints").is_dir():  # Checkpointer would create it
+        raise ConfigError(f"{where.folder} has no checkpoints yet")
+    runner = make_runner(where.cfg)
+    like, _ = jax.eval_shape(make_init(where.cfg, runner))  # shapes only: nothing runs
+    ckpt = Checkpointer(where.folder)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            raise ConfigError(f"{where.folder} has no checkpoints yet")
+        state = ckpt.restore(step, like)
+    finally:
+        ckpt.close()
+    params = jax.tree.map(lambda a: a[where.index], state.params)
+    return TrainedRun(where, int(step), runner, params)

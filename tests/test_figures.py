@@ -1,0 +1,201 @@
+"""Figure 6 (goal visitation heatmaps) and the meta-episode strip: maths, CLI, bad input."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from experiments import episode_figure, figure6
+from experiments.figure6 import (
+    exploration_frequency,
+    percent_change,
+    pooled_frequency,
+    visitation_counts,
+)
+from experiments.trained import find_run
+
+# ------------------------------------------------------------------ maths
+
+
+def test_visitation_counts_hand_computed():
+    # bins: coordinate 0 in [-0.5, 0.5) / [0.5, 1.5]; coordinate 1 in 3 unit bins
+    edges = (np.array([-0.5, 0.5, 1.5]), np.array([-0.5, 0.5, 1.5, 2.5]))
+    positions = np.array([
+        [[0, 0], [1, 2], [0, 1]],  # episode 0
+        [[0, 0], [1, 2], [5, 5]],  # episode 1: the last goal lies outside every bin
+        [[0.5, 0], [0, 0], [1, 1]],  # episode 2: 0.5 is the lower edge of row bin 1
+    ], np.float32)
+    entered = np.array([
+        [True, False, True],
+        [False, True, True],
+        [True, True, False],
+    ])
+    hits, located = visitation_counts(positions, entered, edges)
+    # located: (0,0) x3, (1,2) x2, (0,1) x1, (1,0) x1, (1,1) x1; (5,5) dropped
+    assert_array_equal(located, [[3, 1, 0], [1, 1, 2]])
+    # entered: (0,0) in episodes 0 and 2, (0,1) in 0, (1,2) in 1, (1,0) in 2
+    assert_array_equal(hits, [[2, 1, 0], [1, 0, 1]])
+    assert hits.dtype == np.int64 and located.shape == (2, 3)
+
+
+def test_visitation_counts_nothing_entered():
+    edges = (np.array([0.0, 1.0]), np.array([0.0, 1.0, 2.0]))
+    hits, located = visitation_counts(np.full((4, 1, 2), 0.5), np.zeros((4, 1), bool), edges)
+    assert_array_equal(hits, [[0, 0]])
+    assert_array_equal(located, [[4, 0]])
+
+
+def test_exploration_frequency_masks_empty_bins():
+    freq = exploration_frequency(np.array([[1, 0], [0, 2]]), np.array([[4, 0], [3, 2]]))
+    assert_array_equal(freq, [[0.25, np.nan], [0.0, 1.0]])
+
+
+def test_percent_change_including_zeros():
+    before = np.array([[0.5, 0.0, 0.0], [np.nan, 0.2, 0.4]])
+    after = np.array([[0.75, 0.0, 0.3], [0.4, 0.0, np.nan]])
+    # 100 (0.75 - 0.5) / 0.5 = +50; 0 -> 0: 0; 0 -> 0.3: +inf; no data: NaN; 0.2 -> 0: -100
+    assert_array_equal(percent_change(before, after), [[50.0, 0.0, np.inf], [np.nan, -100.0,
+                                                                             np.nan]])
+
+
+def test_pooled_frequency():
+    assert pooled_frequency(np.array([[1, 2]]), np.array([[4, 4]])) == 3 / 8
+    assert np.isnan(pooled_frequency(np.zeros((1, 2)), np.zeros((1, 2))))
+
+
+# ------------------------------------------------------------------ a tiny results folder
+
+TINY = TrainConfig(
+    env="color_choice",
+    env_kwargs=(("num_goals", 2), ("height", 3), ("width", 4), ("horizon", 3)),
+    k_explore=2,
+    horizon=3,
+    hidden=4,
+    batch_size=2,
+    num_updates=1,
+    chunk_updates=1,
+    eval_batches=1,
+    eval_batch_size=2,
+    divergence="skl",
+)
+
+
+def _write_program(folder, cfg: TrainConfig) -> None:
+    """A program folder as ``run_training`` lays it out: config.json and one checkpoint.
+
+    The parameters are freshly initialised (no training: that would compile the
+    training program, which the figures never use).
+    """
+    from cmrl_jax.checkpoint import Checkpointer, write_config
+    from cmrl_jax.train import make_init, make_runner
+
+    write_config(folder, cfg.to_json())
+    state, _ = jax.jit(make_init(cfg, make_runner(cfg)))()  # one compile, not many eager ops
+    ckpt = Checkpointer(folder)
+    try:
+        ckpt.save(1, state)
+    finally:
+        ckpt.close()
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A Table-2-like folder: sequential (RL2, ERL2) and meta_lstm (Max-Until-Exploit)."""
+    folder = tmp_path_factory.mktemp("t2")
+    _write_program(folder / "sequential", dataclasses.replace(
+        TINY, architecture="sequential", runs=(RunSpec("RL2", 0, 1e-3), RunSpec("ERL2", 0, 1e-3))))
+    _write_program(folder / "meta_lstm", dataclasses.replace(
+        TINY, architecture="meta_lstm", runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1e-3),)))
+    return folder
+
+
+def test_figure6_end_to_end(results, tmp_path, capsys):
+    png = tmp_path / "fig" / "f6.png"
+    out = figure6.main(["--env", "color_choice", "--results", str(results), "--episodes", "8",
+                        "--chunk", "3", "--out", str(png), "--no-progress"])
+    assert png.is_file() and png.stat().st_size > 0
+    data = json.loads(png.with_suffix(".json").read_text())
+    assert out["json"] == png.with_suffix(".json")
+    assert [len(e) for e in data["edges"]] == [4, 5]  # 3 x 4 grid: one bin per cell
+    assert data["episodes"] == 8 and data["goals_per_episode"] == 2
+    assert np.shape(data["percent_change"]) == (3, 4)
+    for side, method in (("baseline", "ERL2"), ("cmrl", "Max-Until-Exploit")):
+        run = data[side]
+        assert run["method"] == method and run["update"] == 1
+        located, hits = np.array(run["located_counts"]), np.array(run["entered_counts"])
+        assert located.shape == hits.shape == (3, 4) and np.shape(run["frequency"]) == (3, 4)
+        assert located.sum() == 8 * 2 and np.all(hits <= located)
+    assert data["baseline"]["run_index"] == 1  # ERL2 is the sequential program's second run
+    # the same keys give both agents the same tasks
+    assert data["baseline"]["located_counts"] == data["cmrl"]["located_counts"]
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("figure6 color_choice:") and "ERL2" in line
+
+
+@pytest.mark.parametrize("method", ["ERL2", "Max-Until-Exploit"])
+def test_episode_figure_replays_every_rollout(results, tmp_path, method):
+    png = tmp_path / "episode.png"
+    out = episode_figure.main(["--results", str(results), "--method", method, "--out", str(png)])
+    assert png.is_file() and png.stat().st_size > 0
+    assert len(out["explore"]) == TINY.k_explore
+    for r in out["explore"] + [out["exploit"]]:
+        assert 1 <= len(r.states) <= TINY.horizon + 1 and len(r.actions) == len(r.states) - 1
+        assert_array_equal(r.states[0].goal_pos, out["exploit"].states[0].goal_pos)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--env", "nope"], "unknown env"),
+        (["--env", "color_choice", "--results", "{missing}"], "does not exist"),
+        (["--env", "monty_hall"], "not monty_hall"),
+        (["--env", "color_choice", "--cmrl-method", "StDev-Until-Exploit"], "no StDev"),
+        (["--env", "color_choice", "--seed-index", "3"], "seed 3"),
+        (["--env", "color_choice", "--episodes", "0"], "--episodes"),
+    ],
+)
+def test_figure6_bad_input_exits_2(results, tmp_path, capsys, argv, message):
+    argv = [a.replace("{missing}", str(tmp_path / "nothing")) for a in argv]
+    if "--results" not in argv:
+        argv += ["--results", str(results)]
+    with pytest.raises(SystemExit) as e:
+        figure6.main(argv + ["--out", str(tmp_path / "x.png"), "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_episode_figure_bad_input_exits_2(results, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        episode_figure.main(["--results", str(results), "--method", "RL3"])
+    assert e.value.code == 2
+    assert "no RL3 run" in capsys.readouterr().err
+
+
+def test_find_run_settles_several_learning_rates(tmp_path):
+    """A sweep folder holds one run per learning rate: --learning-rate or sweep.json picks."""
+    from cmrl_jax.checkpoint import write_config
+
+    runs = tuple(RunSpec("ERL2", s, lr) for lr in (1e-3, 5e-3) for s in (0, 1))
+    write_config(tmp_path / "sequential",
+                 dataclasses.replace(TINY, architecture="sequential", runs=runs).to_json())
+    with pytest.raises(ConfigError, match="learning rates 0.001, 0.005"):
+        find_run(tmp_path, "color_choice", "ERL2", 1)
+    assert find_run(tmp_path, "color_choice", "ERL2", 1, learning_rate=5e-3).index == 3
+    (tmp_path / "sweep.json").write_text(json.dumps({"ERL2": {"chosen_learning_rate": 1e-3}}))
+    assert find_run(tmp_path, "color_choice", "ERL2", 1).index == 1
+
+
+def test_plot_cartesian_axes(tmp_path):
+    """The (x, y) drawing used by environments other than Color-Choice (e.g. Reacher)."""
+    edges = (np.linspace(-0.2, 0.2, 4), np.linspace(-0.1, 0.1, 3))  # 3 x 2 bins
+    base = np.array([[0.0, 0.5], [np.nan, 0.2], [0.0, 1.0]])
+    cmrl = np.array([[0.4, 0.5], [np.nan, 0.1], [0.0, 1.0]])
+    path = figure6.plot_figure6(base, cmrl, percent_change(base, cmrl), edges,
+                                figure6.DEFAULT_AXES, ("a", "b", "c"), "t", tmp_path / "f.png")
+    assert path.is_file() and path.stat().st_size > 0
