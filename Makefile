@@ -10,7 +10,7 @@ export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/cmrl_jax/jax-cache
 # CPU unless the caller says otherwise (e.g. `make reproduce-table1 JAX_PLATFORMS=cuda`).
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: install reproduce-table1 reproduce-table2 reproduce-table4 test lint bench clean-venv
+.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench clean-venv
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ reproduce-table1: $(STAMP)
 
 reproduce-table2: $(STAMP)
 	$(BIN)/python -m experiments.table2 $(ARGS)
+
+reproduce-table3: $(STAMP)
+	$(BIN)/python -m experiments.table3 $(ARGS)
 
 reproduce-table4: $(STAMP)
 	$(BIN)/python -m experiments.table4 $(ARGS)

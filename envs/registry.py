@@ -46,3 +46,13 @@ def _color_choice(num_goals: int = 3, height: int = 7, width: int = 7, horizon: 
 
 
 register_env("color_choice", _color_choice)
+
+
+def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str = "RK4"):
+    from envs.reacher import EnvParams, NReacher
+
+    env = NReacher(num_goals, integrator=integrator)
+    return env, EnvParams(max_steps_in_episode=horizon)
+
+
+register_env("reacher", _reacher)

@@ -1,7 +1,7 @@
 """Experiment plans: which runs go into which compiled program (nothing is trained)."""
 
 from cmrl_jax.config import get_method
-from experiments import table1, table4
+from experiments import table1, table2, table3, table4
 from experiments.common import TableArgs, make_plan
 
 
@@ -17,6 +17,21 @@ def test_table1_two_programs_with_paper_sizes():
     assert all(r.lambda_div == 0 for r in seq.runs)
     assert all(r.lambda_div == table1.SPEC.lambda_div for r in cmrl.runs)
     assert cmrl.num_updates == 10_000 and cmrl.batch_size == 128 and cmrl.k_explore == 10
+
+
+def test_tables_2_and_3_use_the_meta_lstm_with_appendix_a_sizes():
+    """Color-Choice (SKL) and Reacher (JS): Meta-LSTM 16 vs sequential 32, K = 3, H = 15."""
+    for spec, env, div, updates in ((table2.SPEC, "color_choice", "skl", 40_000),
+                                    (table3.SPEC, "reacher", "js", 20_000)):
+        progs = dict(make_plan(spec, TableArgs()).programs)
+        assert set(progs) == {"sequential", "meta_lstm"}
+        seq, cmrl = progs["sequential"], progs["meta_lstm"]
+        assert (seq.hidden, cmrl.hidden) == (32, 16)
+        for cfg in (seq, cmrl):
+            assert (cfg.env, cfg.k_explore, cfg.horizon) == (env, 3, 15)
+            assert cfg.num_updates == updates and len(cfg.runs) == 6
+        assert cmrl.divergence == div
+        assert all(r.lambda_div == spec.lambda_div > 0 for r in cmrl.runs)
 
 
 def test_sweep_vmaps_the_grid_in_the_same_programs():
