@@ -26,9 +26,10 @@ def main() -> None:
     p.add_argument("table", help="experiment module, e.g. table1, table2, table4")
     p.add_argument("--chunk", type=int, default=20, help="updates timed per program")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
     a = p.parse_args()
     spec = importlib.import_module(f"experiments.{a.table}").SPEC
-    plan = make_plan(spec, TableArgs(seeds=a.seeds))
+    plan = make_plan(spec, TableArgs(seeds=a.seeds, batch_size=a.batch_size))
     total = {}
     for name, cfg in plan.programs:
         full_updates = cfg.num_updates
