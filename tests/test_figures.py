@@ -199,3 +199,52 @@ def test_plot_cartesian_axes(tmp_path):
     path = figure6.plot_figure6(base, cmrl, percent_change(base, cmrl), edges,
                                 figure6.DEFAULT_AXES, ("a", "b", "c"), "t", tmp_path / "f.png")
     assert path.is_file() and path.stat().st_size > 0
+
+
+# ------------------------------------------------------------------ the strip on N-Reacher
+
+TINY_REACHER = TrainConfig(
+    env="reacher",
+    env_kwargs=(("num_goals", 2), ("horizon", 3)),
+    architecture="meta_lstm",
+    k_explore=2,
+    horizon=3,
+    hidden=4,
+    batch_size=2,
+    num_updates=1,
+    chunk_updates=1,
+    eval_batches=1,
+    eval_batch_size=2,
+    divergence="js",
+    runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1e-3),),
+)
+
+
+def test_episode_figure_reacher_replays_every_rollout(tmp_path):
+    """A Table-3-like folder (one concurrent program): every rollout replays within tolerance."""
+    _write_program(tmp_path / "t3" / "meta_lstm", TINY_REACHER)
+    png = tmp_path / "reacher.png"
+    out = episode_figure.main(["--env", "reacher", "--results", str(tmp_path / "t3"),
+                               "--out", str(png)])
+    assert png.is_file() and png.stat().st_size > 0
+    assert len(out["explore"]) == TINY_REACHER.k_explore
+    for r in out["explore"] + [out["exploit"]]:
+        assert 1 <= len(r.states) <= TINY_REACHER.horizon + 1
+        assert len(r.actions) == len(r.states) - 1
+        assert_array_equal(r.states[0].qpos, out["exploit"].states[0].qpos)
+        assert_array_equal(r.states[0].targets, out["exploit"].states[0].targets)
+        path, decisions = episode_figure.fingertip_path(r, points=4)
+        assert path.shape == (4 * len(r.actions) + 1, 2) and decisions.shape == (len(r.states), 2)
+        assert_array_equal(path[::4], decisions)  # the path passes through every decision
+        assert np.all(np.linalg.norm(path, axis=1) <= 0.21 + 1e-6)  # within the arm's reach
+
+
+def test_episode_figure_wrong_env_exits_2(results, tmp_path, capsys):
+    """A Color-Choice folder drawn as Reacher: one error line, no figure."""
+    with pytest.raises(SystemExit) as e:
+        episode_figure.main(["--env", "reacher", "--results", str(results),
+                             "--out", str(tmp_path / "x.png")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not reacher" in err and "\n" not in err
+    assert not (tmp_path / "x.png").exists()
