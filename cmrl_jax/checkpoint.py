@@ -5,6 +5,7 @@ A results folder holds ``config.json`` (the exact ``TrainConfig``) and
 made it; any other config is refused (see ``claim_folder``).
 """
 
+import logging
 from pathlib import Path
 
 import jax
@@ -49,12 +50,25 @@ def write_config(folder: Path, config_json: str) -> None:
 class Checkpointer:
     """Save / restore a runner-state pytree at update counts, keeping the newest few."""
 
-    def __init__(self, folder: Path, max_to_keep: int = 2):
-        """Checkpoints live in ``folder / "checkpoints"``."""
-        self.manager = ocp.CheckpointManager(
-            (folder / "checkpoints").absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        )
+    def __init__(self, folder: Path, max_to_keep: int = 2, read_only: bool = False):
+        """Checkpoints live in ``folder / "checkpoints"``.
+
+        ``read_only``: for readers of a folder (figures) that a training run may
+        still be writing; it never creates, deletes or saves anything.
+        """
+        absl = logging.getLogger("absl")  # orbax's warnings that read-only means read only
+        level = absl.level
+        if read_only:
+            absl.setLevel(logging.ERROR)
+        try:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=not read_only, read_only=read_only
+            )
+            self.manager = ocp.CheckpointManager(
+                (folder / "checkpoints").absolute(), options=options
+            )
+        finally:
+            absl.setLevel(level)
 
     def latest_step(self) -> int | None:
         """Update count of the newest checkpoint, or None."""

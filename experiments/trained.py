@@ -105,7 +105,7 @@ def load_run(where: RunLocation) -> TrainedRun:
         raise ConfigError(f"{where.folder} has no checkpoints yet")
     runner = make_runner(where.cfg)
     like, _ = jax.eval_shape(make_init(where.cfg, runner))  # shapes only: nothing runs
-    ckpt = Checkpointer(where.folder)
+    ckpt = Checkpointer(where.folder, read_only=True)
     try:
         step = ckpt.latest_step()
         if step is None:

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from cmrl_jax.checkpoint import claim_folder
+from cmrl_jax.checkpoint import Checkpointer, claim_folder
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
 from cmrl_jax.loop import read_history, run_training
 from experiments import table1
@@ -51,7 +51,6 @@ def test_resume_equals_uninterrupted(uninterrupted, tmp_path):
     assert _rows(tmp_path) == _rows(uninterrupted)
     assert [r["update"] for r in read_history(tmp_path)].count(4) == 2  # one row per run
 
-    from cmrl_jax.checkpoint import Checkpointer
     from cmrl_jax.train import make_trainer
 
     like, _ = make_trainer(TINY).init()
@@ -70,6 +69,21 @@ def test_finished_run_is_not_retrained(uninterrupted):
     before = (uninterrupted / "eval.jsonl").read_text()
     run_training(TINY, uninterrupted, progress=False)
     assert (uninterrupted / "eval.jsonl").read_text() == before
+
+
+def test_read_only_checkpointer_reads_and_never_writes(uninterrupted, tmp_path):
+    """Figure scripts open checkpoints read-only: same newest step, nothing created."""
+    ckpt = Checkpointer(uninterrupted, read_only=True)
+    try:
+        assert ckpt.latest_step() == 4
+    finally:
+        ckpt.close()
+    empty = Checkpointer(tmp_path, read_only=True)
+    try:
+        assert empty.latest_step() is None
+    finally:
+        empty.close()
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_folder_of_another_config_is_refused(uninterrupted):
