@@ -71,16 +71,19 @@ def run_training(
     progress: bool = True,
     stop_after: int | None = None,
     bar_position: int = 0,
+    mesh=None,
 ) -> list[dict]:
     """Train every run of ``cfg`` to ``cfg.num_updates`` in ``folder`` (resuming); return rows.
 
     ``stop_after`` ends the session early once that many updates are done
     (as if killed right after a checkpoint); the next call resumes.
+    ``mesh`` (``parallel.data_mesh``) splits each update's meta-episodes over
+    devices; it is not part of the config (the results do not depend on it).
     """
     cfg.validate()
     config_json = cfg.to_json()
     claim_folder(folder, config_json)
-    trainer = make_trainer(cfg)
+    trainer = make_trainer(cfg, mesh)
     state, hp = trainer.init()
     write_config(folder, config_json)
     ckpt = Checkpointer(folder)

@@ -19,6 +19,7 @@ from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import make_agent
+from cmrl_jax.parallel import check_batch, shard_batch
 from cmrl_jax.rewards import scheme_id
 from envs.registry import make_env
 
@@ -86,18 +87,21 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
 
 
-def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None):
+def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=None):
     """Return ``train(states, hparams) -> (states, metrics)``: ``chunk_updates`` updates.
 
     Pure and jittable; leaves of ``states`` / ``hparams`` carry a leading run axis [R].
+    With a ``mesh`` (``parallel.data_mesh``) each update's meta-episodes are
+    split across its devices (``parallel.shard_batch``).
     """
+    check_batch(mesh, cfg.batch_size)
     runner = runner or make_runner(cfg)
     tx = make_optimizer(cfg)
     anneal_steps = cfg.entropy_anneal_fraction * cfg.num_updates
 
     def update(state: RunnerState, hp: HParams) -> tuple[RunnerState, UpdateMetrics]:
         key, k_batch, k_perm = jax.random.split(state.key, 3)
-        keys = jax.random.split(k_batch, cfg.batch_size)
+        keys = shard_batch(jax.random.split(k_batch, cfg.batch_size), mesh)
         # Fresh derangements each update, shared by the batch (each one uniform).
         perms = jnp.zeros((cfg.num_derangements, cfg.k_explore), jnp.int32)
         if cfg.concurrent and cfg.k_explore >= 2:
@@ -140,7 +144,7 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None):
     return jax.vmap(train_one)
 
 
-def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner):
+def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner, mesh=None):
     """Return ``evaluate(states, hparams) -> EpisodeStats`` of means over
     ``eval_batches * eval_batch_size`` meta-episodes per run (leaves [R]).
 
@@ -155,6 +159,7 @@ def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner):
         keys = jnp.reshape(keys, (cfg.eval_batches, cfg.eval_batch_size) + keys.shape[1:])
 
         def batch(_, ks):
+            ks = shard_batch(ks, mesh)
             eps = jax.vmap(lambda k: runner.run(state.params, k, greedy=cfg.eval_greedy))(ks)
             return None, jax.vmap(episode_stats)(eps)
 
@@ -187,14 +192,19 @@ def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
     return init
 
 
-def make_trainer(cfg: TrainConfig) -> Trainer:
-    """Validate ``cfg`` and build its jitted init / train_chunk / evaluate."""
+def make_trainer(cfg: TrainConfig, mesh=None) -> Trainer:
+    """Validate ``cfg`` and build its jitted init / train_chunk / evaluate.
+
+    ``mesh``: split each update's batch over these devices (``parallel.data_mesh``).
+    """
     cfg.validate()
+    check_batch(mesh, cfg.batch_size)
+    check_batch(mesh, cfg.eval_batch_size)
     runner = make_runner(cfg)
     return Trainer(
         cfg=cfg,
         runner=runner,
         init=make_init(cfg, runner),
-        train_chunk=jax.jit(make_train(cfg, runner), donate_argnums=0),
-        evaluate=jax.jit(make_evaluate(cfg, runner)),
+        train_chunk=jax.jit(make_train(cfg, runner, mesh), donate_argnums=0),
+        evaluate=jax.jit(make_evaluate(cfg, runner, mesh)),
     )

@@ -81,6 +81,8 @@ class TableArgs:
     """show progress bars"""
     jobs: int = 0
     """programs trained at once in threads (0: one per program, at most one per core)"""
+    devices: int = 1
+    """devices each update's meta-episodes are split over (0: all; batch sizes must divide)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
     """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore=0.02)"""
 
@@ -234,6 +236,14 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     args = tyro.cli(TableArgs, args=argv, description=spec.title)
     try:
         plan = make_plan(spec, args)
+        mesh = None
+        if args.devices != 1:
+            from cmrl_jax.parallel import check_batch, data_mesh
+
+            mesh = data_mesh(args.devices)
+            for _, cfg in plan.programs:
+                check_batch(mesh, cfg.batch_size)
+                check_batch(mesh, cfg.eval_batch_size)
         claim(plan)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -251,7 +261,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = [
         pool.submit(run_training, cfg, plan.folder / name, label=name,
-                    progress=args.progress, bar_position=i)
+                    progress=args.progress, bar_position=i, mesh=mesh)
         for i, (name, cfg) in enumerate(plan.programs)
     ]
     try:
