@@ -203,18 +203,11 @@ def test_plot_cartesian_axes(tmp_path):
 
 # ------------------------------------------------------------------ the strip on N-Reacher
 
-TINY_REACHER = TrainConfig(
+TINY_REACHER = dataclasses.replace(
+    TINY,
     env="reacher",
     env_kwargs=(("num_goals", 2), ("horizon", 3)),
     architecture="meta_lstm",
-    k_explore=2,
-    horizon=3,
-    hidden=4,
-    batch_size=2,
-    num_updates=1,
-    chunk_updates=1,
-    eval_batches=1,
-    eval_batch_size=2,
     divergence="js",
     runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1e-3),),
 )
