@@ -234,12 +234,19 @@ class MetaEpisodeRunner:
     def run(self, params, key: jax.Array, greedy: bool = False) -> MetaEpisode:
         """One meta-episode from ``key``: one reset key gives the task and initial state
         shared by every sub-episode and rollout; explore, hand-off, exploit."""
+        return self.run_with_task(params, key, greedy)[0]
+
+    def run_with_task(self, params, key: jax.Array, greedy: bool = False):
+        """``run``, also returning the task it drew: (MetaEpisode, (obs0, state0)).
+
+        For analyses that need the hidden task (goal positions, the positive goal).
+        """
         k_reset, k_explore, k_exploit = jax.random.split(key, 3)
         task = self.task(k_reset)
         explore, final = self.explore(params, task, k_explore, greedy)
         memory = self.handoff(params, final)
         exploit = self.exploit(params, task, memory, k_exploit, greedy)
-        return MetaEpisode(explore=explore, exploit=exploit)
+        return MetaEpisode(explore=explore, exploit=exploit), task
 
     def rerun_explore(self, params, x: jax.Array, live: jax.Array):
         """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A]."""

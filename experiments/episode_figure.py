@@ -350,10 +350,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     @jax.jit
     def meta_episode(agent_params, episode):
-        """The meta-episode and its task (obs0, state0), as MetaEpisodeRunner.run splits keys."""
-        key = jax.random.PRNGKey(episode)
-        ep = runner.run(agent_params, key, args.greedy)
-        return ep, runner.task(jax.random.split(key, 3)[0])
+        """The meta-episode and its task (obs0, state0)."""
+        return runner.run_with_task(agent_params, jax.random.PRNGKey(episode), args.greedy)
 
     ep, (obs0, state0) = jax.device_get(meta_episode(run.params, args.episode))
     rollouts = split_rollouts(ep.explore, runner.concurrent, runner.k_explore, runner.horizon)

@@ -73,6 +73,15 @@ def test_same_task_and_start_everywhere(corridor):
     np.testing.assert_array_equal(ep.exploit.x[:, 0, 0, :obs_dim][:, 0], 0.0)
 
 
+def test_run_with_task_returns_the_task_the_agent_saw(corridor):
+    """``run_with_task``: the same meta-episode as ``run``, and its task's obs0 is every start."""
+    _, runner, agent_params, ep = corridor
+    key = jax.random.split(jax.random.PRNGKey(1), 64)[0]
+    ep1, (obs0, _) = jax.jit(lambda k: runner.run_with_task(agent_params, k))(key)
+    np.testing.assert_array_equal(np.asarray(ep1.explore.x), ep.explore.x[0])
+    np.testing.assert_array_equal(np.asarray(ep1.exploit.x)[0, 0, :2], np.asarray(obs0))
+
+
 def test_absorbing_masking(corridor):
     """After a sub-episode ends its steps are masked: no reward, no goal, no new input."""
     arch, runner, _, ep = corridor
