@@ -43,6 +43,12 @@ def check_batch(mesh: Mesh | None, batch_size: int) -> None:
         )
 
 
+def check_config(mesh: Mesh | None, cfg) -> None:
+    """ConfigError unless ``cfg``'s training and evaluation batches split over the mesh."""
+    check_batch(mesh, cfg.batch_size)
+    check_batch(mesh, cfg.eval_batch_size)
+
+
 def shard_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
     """Constrain the leading (batch) axis of ``x`` to the mesh's data axis (no-op without one)."""
     if mesh is None:

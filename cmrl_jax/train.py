@@ -19,7 +19,7 @@ from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import make_agent
-from cmrl_jax.parallel import check_batch, shard_batch
+from cmrl_jax.parallel import check_config, shard_batch
 from cmrl_jax.rewards import scheme_id
 from envs.registry import make_env
 
@@ -94,7 +94,6 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
     With a ``mesh`` (``parallel.data_mesh``) each update's meta-episodes are
     split across its devices (``parallel.shard_batch``).
     """
-    check_batch(mesh, cfg.batch_size)
     runner = runner or make_runner(cfg)
     tx = make_optimizer(cfg)
     anneal_steps = cfg.entropy_anneal_fraction * cfg.num_updates
@@ -198,8 +197,7 @@ def make_trainer(cfg: TrainConfig, mesh=None) -> Trainer:
     ``mesh``: split each update's batch over these devices (``parallel.data_mesh``).
     """
     cfg.validate()
-    check_batch(mesh, cfg.batch_size)
-    check_batch(mesh, cfg.eval_batch_size)
+    check_config(mesh, cfg)
     runner = make_runner(cfg)
     return Trainer(
         cfg=cfg,

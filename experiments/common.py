@@ -238,12 +238,11 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
         plan = make_plan(spec, args)
         mesh = None
         if args.devices != 1:
-            from cmrl_jax.parallel import check_batch, data_mesh
+            from cmrl_jax.parallel import check_config, data_mesh
 
             mesh = data_mesh(args.devices)
             for _, cfg in plan.programs:
-                check_batch(mesh, cfg.batch_size)
-                check_batch(mesh, cfg.eval_batch_size)
+                check_config(mesh, cfg)
         claim(plan)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
