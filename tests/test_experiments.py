@@ -34,6 +34,14 @@ def test_tables_2_and_3_use_the_meta_lstm_with_appendix_a_sizes():
         assert all(r.lambda_div == spec.lambda_div > 0 for r in cmrl.runs)
 
 
+def test_runtime_options_do_not_change_the_folder_identity():
+    """--devices / --jobs / --no-progress: an existing results folder is still recognised."""
+    base = make_plan(table1.SPEC, TableArgs()).experiment_json
+    other = make_plan(table1.SPEC, TableArgs(devices=2, jobs=1, progress=False))
+    assert other.experiment_json == base
+    assert make_plan(table1.SPEC, TableArgs(seeds=2)).experiment_json != base
+
+
 def test_sweep_vmaps_the_grid_in_the_same_programs():
     """--sweep: every method x learning rate x seed, still one program per architecture."""
     plan = make_plan(table1.SPEC, TableArgs(sweep=True, seeds=2))
