@@ -9,7 +9,14 @@ each LSTM directly: the LSTM's input projection is the dense encoder.
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import PAPER_METHODS, Row, TableSpec, paper_row, run_table
+from experiments.common import (
+    NAVIGATION_RECIPE,
+    PAPER_METHODS,
+    Row,
+    TableSpec,
+    paper_row,
+    run_table,
+)
 
 ORACLE_TASKS = 2000
 
@@ -55,13 +62,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=40_000,
         divergence="skl",
-        # Color-Choice recipe (docs/results.md, "Table 2 recipe"): a low explore
-        # entropy lets the rollouts learn to enter goals from the shared reward;
-        # a high exploit entropy (1.0 -> 0.01) keeps the exploit policy from
-        # learning to avoid all goals before exploration is informative.
-        entropy_explore_start=0.05,
-        entropy_exploit_start=1.0,
-        reward_input_scale=10.0,
+        **NAVIGATION_RECIPE,  # found on Color-Choice (docs/results.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.

@@ -9,7 +9,14 @@ The observation vector enters each LSTM directly.
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import PAPER_METHODS, Row, TableSpec, paper_row, run_table
+from experiments.common import (
+    NAVIGATION_RECIPE,
+    PAPER_METHODS,
+    Row,
+    TableSpec,
+    paper_row,
+    run_table,
+)
 
 ORACLE_TASKS = 512
 NUM_TARGETS = 3
@@ -57,10 +64,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=20_000,
         divergence="js",
-        # The Color-Choice recipe (docs/design.md, "Entropy on Color-Choice and Reacher").
-        entropy_explore_start=0.05,
-        entropy_exploit_start=1.0,
-        reward_input_scale=10.0,
+        **NAVIGATION_RECIPE,  # found on Color-Choice (docs/results.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.
