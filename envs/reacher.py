@@ -17,7 +17,7 @@ Integrator: RK4, timestep ``TIMESTEP`` = 0.01 s (Reacher-v2's own choice).
 Measured against MuJoCo C with RK4 at 0.0005 s over 0.6 s of random torques:
 RK4 at 0.01 s is off by 1e-8 rad away from the joint limit, Euler (MuJoCo's
 semi-implicit Euler) by 0.09 rad on average and 0.13 rad at worst, i.e. 2-3
-cm at the fingertip, more than the reach threshold: with 200 rad/s^2 of
+cm at the fingertip, most of the reach threshold: with 200 rad/s^2 of
 acceleration Euler's O(dt) position error is large. Speed on MJX CPU (2
 shared cores, ``python -m benchmarks.reacher_speed --integrators RK4 Euler``,
 frame skip 2): RK4 65k decisions/s at batch 128 and 35k at batch 1024, Euler
@@ -27,14 +27,12 @@ frame skip 2): RK4 65k decisions/s at batch 128 and 35k at batch 1024, Euler
 Actions: Discrete(9), action a applies torques (a // 3 - 1, a % 3 - 1) in
 {-1, 0, 1} to (joint 0, joint 1) for ``frame_skip`` = ``FRAME_SKIP`` = 2
 physics steps (0.02 s per decision, 0.3 s per sub-episode of H = 15
-decisions), Reacher-v2's own frame skip. It is also the smallest that works:
-the scripted controller (``envs/reacher_oracle.py``) touches 99.7 % of 900
-sampled targets (300 tasks x 3) within H, needing 8 decisions at the median
-and 11 at the 95th percentile; with frame skip 1 only 48 % are reached within
-H. At frame skip 2 it touches the positive target in 100 % of 500 sampled
-tasks, while uniform random actions touch some target within H in 15 % of
-2000 tasks (the positive one in 5.5 %); frame skip 3 would let random actions
-touch one in 33 %.
+decisions), Reacher-v2's own frame skip. It is also the smallest that works
+(measured at a 0.02 m threshold): the scripted controller
+(``envs/reacher_oracle.py``) touches 99.7 % of 900 sampled targets (300 tasks
+x 3) within H, needing 8 decisions at the median and 11 at the 95th
+percentile; with frame skip 1 only 48 % are reached within H; frame skip 3
+would let uniform random actions touch a target in 33 % of tasks.
 
 Task, drawn by ``reset_env`` from its key (a meta-episode reuses one reset key,
 so every sub-episode faces the same targets, hidden rewards and arm start):
@@ -43,27 +41,39 @@ so every sub-episode faces the same targets, hidden rewards and arm start):
 - N targets uniform (by area) in the annulus ``TARGET_RADIUS_MIN`` = 0.06 m
   <= |p| <= ``TARGET_RADIUS_MAX`` = 0.19 m around the base (reachable, off the
   boundary of the workspace where the arm is folded or stretched), at least
-  ``MIN_SEPARATION`` = 0.08 m apart (four thresholds: a target can be
-  reached without touching another) and at least ``START_CLEARANCE`` = 0.08 m
+  ``MIN_SEPARATION`` = 0.12 m apart (three thresholds: a target can be
+  reached without touching another) and at least ``START_CLEARANCE`` = 0.12 m
   from the start fingertip (no target is reached by standing still);
   target i takes the first of ``NUM_CANDIDATES`` draws that satisfies both;
 - one target gives +1, the others -1; which one is drawn from the key.
 
 Reaching: the fingertip path within a decision is the polyline through the
 fingertip at each physics step; when it comes within ``DISTANCE_THRESHOLD`` =
-0.02 m of a target (the fingertip sphere of radius 0.01 touching a target of
-radius 0.01) the sub-episode ends with that target's reward and
+0.04 m of a target the sub-episode ends with that target's reward and
 ``info["goal"]`` = its index; the returned state is the one after the
 physics step of the hit. Checking the path, not only the end of the
 decision, keeps a fast arm from passing through a target unnoticed. If two
 targets are touched in one decision the first one along the path counts.
 
-Observation (float32 [8 + 2N]): cos and sin of the two joint angles, the two
+The threshold is ours (the paper: "below a distance threshold"); measured
+over 2000 tasks (random actions) and 512 (controller), threshold /
+separation: 0.02 / 0.08 m (the fingertip sphere touching a 1 cm target):
+uniform random actions touch some target within H in 15.2 % of tasks, the
+positive one in 5.3 %, the controller reaches the positive one in 99.8 %;
+0.04 / 0.12 m: 27.0 %, 8.9 %, 97.5 %. At 0.02 m A2C's signal is too sparse
+for the CPU budget (CMRL at 6-9 % success after 3000-4000 updates, 0.04 m:
+31 % after 3000; docs/results.md, "Reach threshold"), so 0.04 m is the
+default; ``NReacher(distance_threshold=...)`` or ``make_env("reacher",
+distance_threshold=...)`` picks another (targets then keep
+``SEPARATION_THRESHOLDS`` = 3 thresholds apart).
+
+Observation (float32 [8 + 4N]): cos and sin of the two joint angles, the two
 joint velocities / ``VELOCITY_SCALE`` (= 50 rad/s, about the speed reached
 after a whole sub-episode of full torque: 200 (1 - exp(-0.3)) = 52 rad/s), the
-fingertip xy and the N target xy divided by the reach 0.21 m (so in [-1, 1]^2,
-as in the paper). All targets look the same: the hidden rewards are not
-observable.
+fingertip xy, the N target xy and the N vectors fingertip - target, all
+divided by the reach 0.21 m (positions in [-1, 1]^2, as in the paper; the
+difference vectors are Reacher-v2's "fingertip - target", one per target).
+All targets look the same: the hidden rewards are not observable.
 
 Physics state: the EnvState keeps only qpos / qvel; each decision rebuilds the
 MJX data from them. Measured against carrying the whole ``mjx.Data`` in the
@@ -105,11 +115,12 @@ MAX_SPEED = GEAR / DAMPING  # rad/s, terminal joint speed under full torque
 # ------------------------------------------------------------------ the task
 FRAME_SKIP = 2  # physics steps per decision
 HORIZON = 15  # decisions per sub-episode
-DISTANCE_THRESHOLD = 0.02  # m
+DISTANCE_THRESHOLD = 0.04  # m
 TARGET_RADIUS_MIN = 0.06  # m
 TARGET_RADIUS_MAX = 0.19  # m
-MIN_SEPARATION = 0.08  # m between targets
-START_CLEARANCE = 0.08  # m between the start fingertip and every target
+SEPARATION_THRESHOLDS = 3.0  # targets (and the start fingertip) keep this many thresholds apart
+MIN_SEPARATION = SEPARATION_THRESHOLDS * DISTANCE_THRESHOLD  # m between targets
+START_CLEARANCE = MIN_SEPARATION  # m between the start fingertip and every target
 START_JOINT1 = 2.5  # rad, joint-1 start range +-
 NUM_CANDIDATES = 32  # draws per target for the separation rule
 VELOCITY_SCALE = 50.0  # rad/s
@@ -260,16 +271,33 @@ def separated_targets(
     return targets
 
 
+def params_for_threshold(threshold: float) -> EnvParams:
+    """Default parameters with reach threshold ``threshold`` (m); targets keep
+    ``SEPARATION_THRESHOLDS`` thresholds apart, and from the start fingertip."""
+    sep = SEPARATION_THRESHOLDS * threshold
+    return EnvParams(distance_threshold=threshold, min_separation=sep, start_clearance=sep)
+
+
 class NReacher(environment.Environment[EnvState, EnvParams]):
     """Reacher-v2 arm on MJX with N look-alike targets, one hidden +1; 9 torque actions."""
 
-    def __init__(self, num_goals: int = 3, integrator: str = INTEGRATOR):
-        """Static configuration: N targets (>= 1); builds the MuJoCo and MJX models once."""
+    def __init__(
+        self,
+        num_goals: int = 3,
+        integrator: str = INTEGRATOR,
+        distance_threshold: float = DISTANCE_THRESHOLD,
+    ):
+        """Static configuration: N targets (>= 1), the default reach threshold (m);
+        builds the MuJoCo and MJX models once."""
         if num_goals < 1:
             raise ValueError(f"num_goals must be >= 1, got {num_goals}")
         if integrator not in ("RK4", "Euler"):
             raise ValueError(f"integrator must be 'RK4' or 'Euler', got {integrator!r}")
+        if not 0.0 < distance_threshold <= 0.05:
+            # above 0.05 m the controller reaches < 95 % (three separated targets crowd)
+            raise ValueError(f"distance_threshold must be in (0, 0.05] m, got {distance_threshold}")
         self._num_goals = num_goals
+        self.distance_threshold = float(distance_threshold)
         self.integrator = integrator
         self.mj_model = mujoco.MjModel.from_xml_string(reacher_mjcf(integrator))
         self.mjx_model = mjx.put_model(self.mj_model, impl="jax")
@@ -277,8 +305,8 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
 
     @property
     def default_params(self) -> EnvParams:
-        """The values of the module docstring: H = 15, frame skip 2, threshold 0.02 m."""
-        return EnvParams()
+        """H = 15, frame skip 2, the threshold given at construction (0.04 m by default)."""
+        return params_for_threshold(self.distance_threshold)
 
     @property
     def num_goals(self) -> int:
@@ -339,15 +367,18 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         return self.get_obs(state, params), state
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
-        """float32 [8 + 2N]: cos q, sin q, qvel / VELOCITY_SCALE, fingertip and targets / reach."""
+        """float32 [8 + 4N]: cos q, sin q, qvel / VELOCITY_SCALE, then fingertip, targets
+        and fingertip - target for each target, all / reach."""
         del params, key
+        tip = fingertip(state.qpos)
         return jnp.concatenate(
             [
                 jnp.cos(state.qpos),
                 jnp.sin(state.qpos),
                 state.qvel / VELOCITY_SCALE,
-                fingertip(state.qpos) / REACH,
+                tip / REACH,
                 jnp.reshape(state.targets, (-1,)) / REACH,
+                jnp.reshape(tip[None] - state.targets, (-1,)) / REACH,
             ]
         ).astype(jnp.float32)
 
@@ -379,9 +410,9 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         return spaces.Discrete(9)
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
-        """Box of shape [8 + 2N]; velocities are bounded by the terminal speed."""
-        bound = max(1.0, MAX_SPEED / VELOCITY_SCALE)
-        return spaces.Box(-bound, bound, (8 + 2 * self.num_goals,), jnp.float32)
+        """Box of shape [8 + 4N]; velocities are bounded by the terminal speed."""
+        bound = max(2.0, MAX_SPEED / VELOCITY_SCALE)
+        return spaces.Box(-bound, bound, (8 + 4 * self.num_goals,), jnp.float32)
 
     def state_space(self, params: EnvParams | None = None) -> spaces.Dict:
         """Joint angles and velocities, targets, positive target, reached target, time."""

@@ -48,11 +48,14 @@ def _color_choice(num_goals: int = 3, height: int = 7, width: int = 7, horizon: 
 register_env("color_choice", _color_choice)
 
 
-def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str = "RK4"):
-    from envs.reacher import EnvParams, NReacher
+def _reacher(
+    num_goals: int = 3, horizon: int = 15, integrator: str = "RK4", distance_threshold=None
+):
+    from envs.reacher import DISTANCE_THRESHOLD, NReacher
 
-    env = NReacher(num_goals, integrator=integrator)
-    return env, EnvParams(max_steps_in_episode=horizon)
+    threshold = DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
+    env = NReacher(num_goals, integrator=integrator, distance_threshold=threshold)
+    return env, env.default_params.replace(max_steps_in_episode=horizon)
 
 
 register_env("reacher", _reacher)
