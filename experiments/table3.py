@@ -20,7 +20,7 @@ from experiments.common import (
 
 ORACLE_TASKS = 512
 NUM_TARGETS = 3
-REACH_THRESHOLD = 0.04  # m (envs/reacher.py DISTANCE_THRESHOLD; why: docs/results.md, "Reach threshold")
+REACH_THRESHOLD = 0.04  # m, envs/reacher.py DISTANCE_THRESHOLD (docs/results.md, "Reach threshold")
 THRESHOLDS = (0.1, 0.2, 0.4, 1.0)
 
 
