@@ -48,13 +48,11 @@ def _color_choice(num_goals: int = 3, height: int = 7, width: int = 7, horizon: 
 register_env("color_choice", _color_choice)
 
 
-def _reacher(
-    num_goals: int = 3, horizon: int = 15, integrator: str = "RK4", distance_threshold=None
-):
-    from envs.reacher import DISTANCE_THRESHOLD, NReacher
+def _reacher(num_goals: int = 3, horizon: int = 15, **options: Any):
+    """``options``: NReacher's ``integrator`` and ``distance_threshold``."""
+    from envs.reacher import NReacher
 
-    threshold = DISTANCE_THRESHOLD if distance_threshold is None else distance_threshold
-    env = NReacher(num_goals, integrator=integrator, distance_threshold=threshold)
+    env = NReacher(num_goals, **options)
     return env, env.default_params.replace(max_steps_in_episode=horizon)
 
 

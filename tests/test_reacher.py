@@ -15,6 +15,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from cmrl_jax.config import RunSpec, TrainConfig
 from envs.reacher import (
+    DISTANCE_THRESHOLD,
     MAX_SPEED,
     REACH,
     TORQUES,
@@ -33,6 +34,7 @@ from envs.reacher_oracle import (
     random_success_rate,
 )
 from envs.registry import make_env, registered_envs
+from experiments import table3
 
 N = 3
 IDLE = 4  # torques (0, 0)
@@ -331,6 +333,7 @@ def test_registry_and_spaces():
     env, params = make_env("reacher", distance_threshold=0.02)
     assert params.distance_threshold == 0.02 and env.default_params == params
     assert params.min_separation == pytest.approx(0.06) == params.start_clearance
+    assert table3.REACH_THRESHOLD == DISTANCE_THRESHOLD  # Table 3 trains at the env's default
     with pytest.raises(ValueError):
         NReacher(num_goals=0)
     with pytest.raises(ValueError):
