@@ -11,11 +11,22 @@ input carried unchanged.
 Agent input at each decision: [flattened observation, one-hot previous
 action, previous reward * reward_input_scale, previous done flag]. The
 previous-* fields carry across explore sub-episode boundaries (that is how
-RL2 remembers); the exploit sub-episode starts with them zeroed. Between the
-explore and the exploit phase the explore memory takes one more step, the
-*absorb* step, on the final explore results of every rollout (last action,
-reward and done = 1), so the memory handed to the exploit policy has seen
-every explore rollout's final reward.
+RL2 remembers); the exploit sub-episode starts with them zeroed.
+
+Terminal results are *absorbed* exactly once. A sub-episode's terminal result
+(its last action, reward and done = 1) is the input of the step after its end:
+- a sequential sub-episode passes it on as the first input of the next one;
+- a concurrent rollout that ends while others still explore takes one more
+  memory step on it, the absorb step (no action, no loss), so its result reaches
+  the shared memory (Central-LSTM state, or the Meta-LSTM through the
+  rollout's own LSTM) while the other rollouts are still exploring; then it
+  freezes;
+- results still pending when the explore phase ends (the last sequential
+  sub-episode, rollouts that ended at its last step) are absorbed by the
+  hand-off step, whose memory then starts the exploit policy.
+So the memory handed to the exploit policy has seen every explore rollout's
+final reward, and during the explore phase every rollout's result reaches the
+others as soon as it is known (SPEC, "Environments").
 """
 
 from typing import Any, NamedTuple
@@ -62,6 +73,7 @@ class RolloutState:
     prev_reward: jax.Array  # float32 [R]
     prev_done: jax.Array  # float32 [R]
     live: jax.Array  # bool [R]   sub-episode not yet ended
+    pending: jax.Array  # bool [R]   ended, terminal result not yet absorbed by the memory
     memory: Any  # agent recurrent state
 
 
@@ -133,6 +145,7 @@ class MetaEpisodeRunner:
             prev_reward=jnp.zeros((r,), jnp.float32),
             prev_done=jnp.zeros((r,), jnp.float32),
             live=jnp.ones((r,), bool),
+            pending=jnp.zeros((r,), bool),
             memory=memory,
         )
 
@@ -142,11 +155,25 @@ class MetaEpisodeRunner:
             s.obs, s.prev_action, s.prev_reward, s.prev_done, self.num_actions, self.reward_scale
         )
 
-    def _step(self, net_step, params, s: RolloutState, key: jax.Array, t: jax.Array, greedy: bool):
-        """One decision of R rollouts; masked rollouts keep everything unchanged."""
+    def _step(
+        self,
+        net_step,
+        params,
+        s: RolloutState,
+        key: jax.Array,
+        t: jax.Array,
+        greedy: bool,
+        absorb: bool,
+    ):
+        """One decision of R rollouts; masked rollouts keep everything unchanged.
+
+        ``absorb`` (static): a rollout whose result is pending takes one memory
+        step on it (concurrent explore phase); otherwise it stays pending.
+        """
         r = s.live.shape[0]
         x = self._input(s)
-        memory, logits, value = net_step(params, s.memory, x, s.live)
+        steps = s.live | s.pending if absorb else s.live
+        memory, logits, value = net_step(params, s.memory, x, steps)
         k_act, k_env = jax.random.split(key)
         sg = jax.lax.stop_gradient(logits)
         if greedy:
@@ -172,16 +199,19 @@ class MetaEpisodeRunner:
             prev_reward=jnp.where(live, reward, s.prev_reward),
             prev_done=jnp.where(live, done.astype(jnp.float32), s.prev_done),
             live=live & ~done,
+            pending=jnp.where(live, done, s.pending & (not absorb)),
             memory=memory,
         )
         return s, Transition(x, logits, value, action, reward, live, goal.astype(jnp.int32))
 
-    def _sub_episode(self, net_step, params, s: RolloutState, key: jax.Array, greedy: bool):
+    def _sub_episode(
+        self, net_step, params, s: RolloutState, key: jax.Array, greedy: bool, absorb: bool = False
+    ):
         """H decisions of R rollouts -> final state, Transition with leaves [H, R, ...]."""
 
         def body(carry, kt):
             k, t = kt
-            return self._step(net_step, params, carry, k, t, greedy)
+            return self._step(net_step, params, carry, k, t, greedy, absorb)
 
         keys = jax.random.split(key, self.horizon)
         return jax.lax.scan(body, s, (keys, jnp.arange(self.horizon)), unroll=self.horizon <= 4)
@@ -198,7 +228,7 @@ class MetaEpisodeRunner:
         memory = agent.explore_carry(params)
         if self.concurrent:
             s = self._start(state0, obs0, self.k_explore, memory)
-            return self._sub_episode(agent.explore_step, params, s, key, greedy)[::-1]
+            return self._sub_episode(agent.explore_step, params, s, key, greedy, absorb=True)[::-1]
 
         def sub_episode(carry: RolloutState, k):
             fresh = self._start(state0, obs0, 1, carry.memory)
@@ -219,10 +249,14 @@ class MetaEpisodeRunner:
         return explore, s
 
     def handoff(self, params, final: RolloutState):
-        """Absorb step: the explore memory reads every rollout's final result -> exploit memory."""
-        r = final.live.shape[0]
-        final = final.replace(prev_done=jnp.ones((r,), jnp.float32), live=jnp.ones((r,), bool))
-        memory, _, _ = self.agent.explore_step(params, final.memory, self._input(final), final.live)
+        """Hand-off step: the explore memory absorbs the results still pending -> exploit memory.
+
+        Every explore rollout has ended here (done = 1 in its input); the ones
+        whose result the memory already absorbed stay frozen.
+        """
+        memory, _, _ = self.agent.explore_step(
+            params, final.memory, self._input(final), final.pending
+        )
         return self.agent.exploit_carry(params, memory)
 
     def exploit(self, params, task, memory, key: jax.Array, greedy: bool = False) -> Transition:
@@ -248,14 +282,34 @@ class MetaEpisodeRunner:
         exploit = self.exploit(params, task, memory, k_exploit, greedy)
         return MetaEpisode(explore=explore, exploit=exploit), task
 
-    def rerun_explore(self, params, x: jax.Array, live: jax.Array):
-        """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A]."""
+    def memory_steps(self, live: jax.Array) -> jax.Array:
+        """Which explore slots step the memory, from which are live: bool [T, R] -> [T, R].
 
-        def body(memory, xl):
-            memory, logits, _ = self.agent.explore_step(params, memory, *xl)
+        Live decisions, and (concurrent) the absorb step right after a rollout's
+        end: a rollout is live on a prefix of the phase, so that is the first
+        slot where it is dead after a live one.
+        """
+        if not self.concurrent:
+            return live
+        before = jnp.concatenate([jnp.zeros_like(live[:1]), live[:-1]], axis=0)
+        return live | before
+
+    def rerun_explore(self, params, x: jax.Array, live: jax.Array):
+        """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A].
+
+        ``live`` marks the live decisions of each input row; the memory steps
+        as in the run that made them (``memory_steps``), so re-running a
+        meta-episode's own inputs reproduces its logits.
+        """
+
+        def body(memory, xs):
+            memory, logits, _ = self.agent.explore_step(params, memory, *xs)
             return memory, logits
 
         _, logits = jax.lax.scan(
-            body, self.agent.explore_carry(params), (x, live), unroll=x.shape[0] <= 4
+            body,
+            self.agent.explore_carry(params),
+            (x, self.memory_steps(live)),
+            unroll=x.shape[0] <= 4,
         )
         return logits

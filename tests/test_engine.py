@@ -167,3 +167,61 @@ def test_exploit_sees_every_final_explore_reward(arch):
     for k in range(final.prev_reward.shape[0]):
         bumped = final.replace(prev_reward=final.prev_reward.at[k].add(0.5))
         assert np.max(np.abs(exploit_logits(bumped) - base)) > 1e-6, f"rollout {k} unseen"
+
+
+class _FirstStepReward(Corridor):
+    """Corridor whose goal pays ``params.length``-independent ``first`` when entered on the
+    first step (time 1) and 1 later: changing ``first`` flips only the results of the
+    rollouts that finished at step 0."""
+
+    def step_env(self, key, state, action, params):
+        """As Corridor, with the first-step reward taken from ``params.max_steps_in_episode``."""
+        obs, state, reward, done, info = super().step_env(key, state, action, params)
+        first = params.max_steps_in_episode.astype(jnp.float32) - 100.0  # 100 -> 0, 101 -> 1
+        reward = jnp.where(done & (state.time == 1), first, reward)
+        return obs, state, reward, done, info
+
+
+@pytest.mark.parametrize("arch", ("central_lstm", "meta_lstm"))
+def test_finished_rollouts_talk(arch):
+    """Perturbing a finished rollout's final reward changes the still-live rollouts' later
+    policies (SPEC: terminal results reach the shared memory during the explore phase);
+    the absorb step itself is masked (no reward, no loss)."""
+    env = _FirstStepReward()
+    base = env.default_params.replace(length=1, max_steps_in_episode=jnp.array(100))
+    runner = make_runner(env, base, arch, k=3, horizon=4)
+    p = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    keys = jax.random.split(jax.random.PRNGKey(5), 256)
+
+    def batch(first):
+        run = lambda k: runner.run(p, k)
+        runner.env_params = base.replace(max_steps_in_episode=jnp.array(first))
+        return jax.tree.map(np.asarray, jax.vmap(run)(keys))
+
+    ep0, ep1 = batch(100), batch(101)  # first-step goal pays 0 vs 1
+    live0, live1 = ep0.explore.live, ep1.explore.live  # [B, H, K]
+    finished_first = ~live0[:, 1]  # [B, K] ended at step 0 (same actions at step 0)
+    np.testing.assert_array_equal(finished_first, ~live1[:, 1])
+    some = finished_first.any(-1) & (~finished_first).any(-1)  # one ended, another explores
+    assert some.sum() > 10
+    # the absorb step (step 1 of a rollout that ended at step 0) adds nothing to the loss
+    assert not live0[:, 1][finished_first].any()
+    assert np.all(ep0.explore.reward[:, 1][finished_first] == 0)
+    # the others' later logits (steps >= 2, live in both runs) move with the result
+    later = live0[:, 2:] & live1[:, 2:] & some[:, None, None]
+    assert later.sum() > 10
+    diff = np.abs(ep0.explore.logits[:, 2:] - ep1.explore.logits[:, 2:]).max(-1)
+    assert diff[later].max() > 1e-3
+    # and nothing moves in meta-episodes where no rollout ended at step 0
+    none = ~finished_first.any(-1)
+    np.testing.assert_allclose(ep0.explore.logits[none], ep1.explore.logits[none], atol=0)
+
+
+def test_rerun_reproduces_explore_logits(corridor):
+    """Re-running the explore network on a meta-episode's own inputs (the divergence loss's
+    identity case) reproduces its live logits, absorb steps included in the memory."""
+    _, runner, agent_params, ep = corridor
+    rerun = jax.jit(jax.vmap(lambda x, live: runner.rerun_explore(agent_params, x, live)))
+    logits = np.asarray(rerun(ep.explore.x, ep.explore.live))
+    live = ep.explore.live
+    np.testing.assert_allclose(logits[live], ep.explore.logits[live], rtol=1e-5, atol=1e-6)
