@@ -1,7 +1,8 @@
 """N-Color-Choice (paper section 5) as a gymnax environment.
 
-An H_M x W_M grid (7 x 7 in the paper) of free cells; walls are AROUND the
-grid: every cell outside it counts as wall, none inside. N goals (3 in the
+A grid of free cells; walls are AROUND it: every cell outside it counts as
+wall, none inside. The paper's H_M x W_M = 7 x 7 is read as including those
+border walls (``LAYOUTS``, docs/design.md): 5 x 5 free cells by default. N goals (3 in the
 paper) sit on distinct cells, each with its own colour channel. Hidden
 rewards: exactly one goal gives +1, the others -1; which one is not
 observable. ``reset_env`` draws the goal cells, the positive goal, the agent's
@@ -49,13 +50,34 @@ class EnvState(environment.EnvState):
 
 @struct.dataclass
 class EnvParams(environment.EnvParams):
-    """Rewards, horizon and grid size (static: it sets the shape of the reset's cell draw)."""
+    """Rewards, horizon and the FREE grid size (static: it sets the shape of the reset's cell
+    draw). ``grid_params`` builds it from the paper's H_M x W_M and a layout."""
 
     positive_reward: float = 1.0
     negative_reward: float = -1.0
     max_steps_in_episode: int = 15
     height: int = struct.field(pytree_node=False, default=7)
     width: int = struct.field(pytree_node=False, default=7)
+
+
+LAYOUTS: tuple[str, ...] = ("walled", "free")
+"""How the paper's H_M x W_M is read (docs/design.md, "Color-Choice grid"):
+``"walled"``: the H_M x W_M grid includes its border walls, (H_M - 2) x (W_M - 2) free cells;
+``"free"``: H_M x W_M free cells with the walls around them."""
+
+
+def grid_params(
+    height: int = 7, width: int = 7, layout: str = "walled", horizon: int = 15
+) -> EnvParams:
+    """EnvParams for an H_M x W_M grid read as ``layout`` (see ``LAYOUTS``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown Color-Choice layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    border = 2 if layout == "walled" else 0
+    if min(height, width) - border < 1:
+        raise ValueError(f"a {layout} {height}x{width} grid has no free cell")
+    return EnvParams(
+        max_steps_in_episode=horizon, height=height - border, width=width - border
+    )
 
 
 def view_cells(agent_pos: jax.Array, agent_dir: jax.Array, depth: int) -> jax.Array:
@@ -92,8 +114,8 @@ class ColorChoice(environment.Environment[EnvState, EnvParams]):
 
     @property
     def default_params(self) -> EnvParams:
-        """Paper values: 7 x 7 grid, +1 / -1 rewards, H = 15."""
-        return EnvParams()
+        """Paper values: 7 x 7 grid with its walls (5 x 5 free cells), +1 / -1 rewards, H = 15."""
+        return grid_params()
 
     @property
     def num_goals(self) -> int:

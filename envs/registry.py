@@ -38,11 +38,13 @@ def _monty_hall(num_doors: int = 10):
 register_env("monty_hall", _monty_hall)
 
 
-def _color_choice(num_goals: int = 3, height: int = 7, width: int = 7, horizon: int = 15):
-    from envs.color_choice import ColorChoice, EnvParams
+def _color_choice(
+    num_goals: int = 3, height: int = 7, width: int = 7, horizon: int = 15, layout: str = "walled"
+):
+    """``layout``: whether ``height`` x ``width`` includes the border walls (``LAYOUTS``)."""
+    from envs.color_choice import ColorChoice, grid_params
 
-    env = ColorChoice(num_goals)
-    return env, EnvParams(max_steps_in_episode=horizon, height=height, width=width)
+    return ColorChoice(num_goals), grid_params(height, width, layout, horizon)
 
 
 register_env("color_choice", _color_choice)

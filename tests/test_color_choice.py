@@ -33,7 +33,8 @@ def env():
 
 @pytest.fixture(scope="module")
 def params(env):
-    return env.default_params
+    """A 7 x 7 grid of free cells (the dynamics tests' coordinates assume it)."""
+    return EnvParams()
 
 
 @pytest.fixture(scope="module")
@@ -326,10 +327,18 @@ def test_registry_and_spaces():
     assert isinstance(env, ColorChoice) and env.name == "ColorChoice-3"
     assert env.num_actions == 3 and env.num_goals == 3 and env.action_space(params).n == 3
     assert env.observation_space(params).shape == (4, 15, 3)
-    assert (params.height, params.width, params.max_steps_in_episode) == (7, 7, 15)
-    env, params = make_env("color_choice", num_goals=5, height=9, width=8)
+    # the paper's 7 x 7 includes the border walls: 5 x 5 free cells (docs/design.md)
+    assert (params.height, params.width, params.max_steps_in_episode) == (5, 5, 15)
+    assert env.default_params == params
+    env, params = make_env("color_choice", num_goals=5, height=9, width=8, layout="free")
     assert env.observation_space(params).shape == (6, 15, 3)
     assert (params.height, params.width) == (9, 8)
+    _, params = make_env("color_choice", height=9, width=8, horizon=20)
+    assert (params.height, params.width, params.max_steps_in_episode) == (7, 6, 20)
+    with pytest.raises(ValueError, match="layout"):
+        make_env("color_choice", layout="open")
+    with pytest.raises(ValueError, match="no free cell"):
+        make_env("color_choice", height=2, width=7)
     with pytest.raises(ValueError):
         ColorChoice(num_goals=0)
     with pytest.raises(ValueError):
