@@ -6,6 +6,7 @@ made it; any other config is refused (see ``claim_folder``).
 """
 
 import logging
+import threading
 from pathlib import Path
 
 import jax
@@ -14,6 +15,23 @@ import orbax.checkpoint as ocp
 from cmrl_jax.config import ConfigError
 
 CONFIG_FILE = "config.json"
+
+SAVE_LOCK = threading.Lock()
+"""Held by every save, from its start until it is on disk, in the whole process.
+
+orbax keeps a save's bookkeeping process-wide, not per ``CheckpointManager``:
+``OperationIdGenerator`` has one "current operation id" (a class attribute each
+save advances), and ``signaling_client.get_signaling_client()`` is one cached
+in-memory key-value store. A save registers its "directory created" signals
+under the current id, its commit thread waits for them, and its commit callback
+deletes every signal of that id. Two managers saving at once in threads (the
+table programs) therefore share an id: one save's write starts when the *other*
+save's directory exists (``FileNotFoundError``, ``FileExistsError`` on the tmp
+step, zarr ``NOT_FOUND``), or its awaited signal is deleted by the other's
+commit and it waits 300 s (``ChainedFuture ... timed out``). One save at a time
+per process removes the sharing; saves are small and already waited for, so
+nothing is lost. Hold it also to exit without cutting a save short.
+"""
 
 
 def claim_folder(folder: Path, config_json: str, what: str = "config") -> bool:
@@ -75,9 +93,10 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state) -> None:
-        """Save ``state`` at ``step`` and wait until it is on disk."""
-        self.manager.save(step, args=ocp.args.StandardSave(state))
-        self.manager.wait_until_finished()
+        """Save ``state`` at ``step`` and wait until it is on disk (one save per process)."""
+        with SAVE_LOCK:
+            self.manager.save(step, args=ocp.args.StandardSave(state))
+            self.manager.wait_until_finished()
 
     def restore(self, step: int, like):
         """Restore the state saved at ``step`` with the structure of ``like``."""
@@ -86,5 +105,6 @@ class Checkpointer:
 
     def close(self) -> None:
         """Finish pending writes."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        with SAVE_LOCK:
+            self.manager.wait_until_finished()
+            self.manager.close()
