@@ -2,13 +2,23 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+STAMP  = $(VENV)/.installed-$(DEVICE)
 ARGS   ?=
 
 # JAX's persistent compilation cache, outside the repository.
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/cmrl_jax/jax-cache
-# CPU unless the caller says otherwise (e.g. `make reproduce-table1 JAX_PLATFORMS=cuda`).
-export JAX_PLATFORMS ?= cpu
+# Which JAX to install: cpu (default), cuda (NVIDIA GPUs, CUDA 12) or tpu (TPU VMs).
+# Runs use whatever backend JAX finds (CPU only where there is no accelerator);
+# `JAX_PLATFORMS=cpu make ...` forces the CPU. `make test` stays on the CPU unless
+# CMRL_TEST_ACCELERATOR=1 (tests/conftest.py).
+DEVICE ?= cpu
+ifeq ($(DEVICE),cpu)
+EXTRAS := dev
+else ifneq ($(filter $(DEVICE),cuda tpu),)
+EXTRAS := dev,$(DEVICE)
+else
+$(error DEVICE must be cpu, cuda or tpu, got '$(DEVICE)')
+endif
 
 .PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench clean-venv
 
@@ -17,7 +27,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 reproduce-table1: $(STAMP)
