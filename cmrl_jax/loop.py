@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from cmrl_jax import runtime
 from cmrl_jax.checkpoint import Checkpointer, claim_folder, write_config
 from cmrl_jax.config import TrainConfig
 from cmrl_jax.train import make_trainer
@@ -77,15 +78,22 @@ def run_training(
 
     ``stop_after`` ends the session early once that many updates are done
     (as if killed right after a checkpoint); the next call resumes.
-    ``mesh`` (``parallel.data_mesh``) splits each update's meta-episodes over
-    devices; it is not part of the config (the results do not depend on it).
+    ``mesh`` (``parallel.device_mesh``) splits runs and each update's
+    meta-episodes over devices; it is not part of the config (the results do
+    not depend on it). The session's backend facts are appended to
+    ``runtime.jsonl``. With several processes (``runtime.init_distributed``)
+    every process trains and checkpoints its shards; only process 0 writes the
+    config, the evaluation log and the runtime record.
     """
     cfg.validate()
     config_json = cfg.to_json()
     claim_folder(folder, config_json)
     trainer = make_trainer(cfg, mesh)
     state, hp = trainer.init()
-    write_config(folder, config_json)
+    main = runtime.is_main_process()
+    if main:
+        write_config(folder, config_json)
+        runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))
     ckpt = Checkpointer(folder)
     try:
         start = ckpt.latest_step() or 0
@@ -96,6 +104,9 @@ def run_training(
         eval_path = folder / EVAL_FILE
 
         def log(rows):
+            if not main:
+                history.extend(rows)
+                return
             with eval_path.open("a") as f:
                 for row in rows:
                     f.write(json.dumps(row) + "\n")
@@ -113,11 +124,13 @@ def run_training(
             disable=not progress,
             dynamic_ncols=True,
         )
-        for _ in range(start // cfg.chunk_updates, chunks):
+        for chunk in range(start // cfg.chunk_updates, chunks):
             t0 = time.perf_counter()
             state, metrics = trainer.train_chunk(state, hp)
             stats = trainer.evaluate(state, hp)
-            update = int(np.asarray(state.update)[0])
+            # Every run advances together; counted here, since with several processes
+            # the runs' own counters are shards no single process holds.
+            update = (chunk + 1) * cfg.chunk_updates
             if update not in done_updates:
                 log(_eval_rows(cfg, update, stats, metrics))
             ckpt.save(update, state)

@@ -19,7 +19,14 @@ from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import make_agent
-from cmrl_jax.parallel import check_config, shard_batch
+from cmrl_jax.parallel import (
+    RUNS_AXIS,
+    check_config,
+    put_runs,
+    replicated,
+    runs_sharding,
+    shard_batch,
+)
 from cmrl_jax.rewards import scheme_id
 from envs.registry import make_env
 
@@ -91,8 +98,9 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
     """Return ``train(states, hparams) -> (states, metrics)``: ``chunk_updates`` updates.
 
     Pure and jittable; leaves of ``states`` / ``hparams`` carry a leading run axis [R].
-    With a ``mesh`` (``parallel.data_mesh``) each update's meta-episodes are
-    split across its devices (``parallel.shard_batch``).
+    With a ``mesh`` (``parallel.device_mesh``) runs are split over its ``runs``
+    axis and each update's meta-episodes over its ``data`` axis
+    (``parallel.shard_batch``).
     """
     runner = runner or make_runner(cfg)
     tx = make_optimizer(cfg)
@@ -140,7 +148,7 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
     def train_one(state: RunnerState, hp: HParams):
         return jax.lax.scan(lambda s, _: update(s, hp), state, None, length=cfg.chunk_updates)
 
-    return jax.vmap(train_one)
+    return jax.vmap(train_one, spmd_axis_name=RUNS_AXIS if mesh is not None else None)
 
 
 def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner, mesh=None):
@@ -165,7 +173,7 @@ def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner, mesh=None):
         _, stats = jax.lax.scan(batch, None, keys)
         return jax.tree.map(jnp.mean, stats)
 
-    return jax.vmap(evaluate_one)
+    return jax.vmap(evaluate_one, spmd_axis_name=RUNS_AXIS if mesh is not None else None)
 
 
 def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
@@ -194,15 +202,23 @@ def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
 def make_trainer(cfg: TrainConfig, mesh=None) -> Trainer:
     """Validate ``cfg`` and build its jitted init / train_chunk / evaluate.
 
-    ``mesh``: split each update's batch over these devices (``parallel.data_mesh``).
+    ``mesh`` (``parallel.device_mesh``): split runs and each update's batch over
+    its devices; states then live sharded along ``runs`` and metrics come back
+    replicated (every process can read them).
     """
     cfg.validate()
     check_config(mesh, cfg)
     runner = make_runner(cfg)
+    init = make_init(cfg, runner)
+    train, evaluate = make_train(cfg, runner, mesh), make_evaluate(cfg, runner, mesh)
+    if mesh is None:
+        return Trainer(cfg, runner, init, jax.jit(train, donate_argnums=0), jax.jit(evaluate))
+    runs, whole = runs_sharding(mesh), replicated(mesh)
     return Trainer(
         cfg=cfg,
         runner=runner,
-        init=make_init(cfg, runner),
-        train_chunk=jax.jit(make_train(cfg, runner, mesh), donate_argnums=0),
-        evaluate=jax.jit(make_evaluate(cfg, runner, mesh)),
+        init=lambda: put_runs(init(), mesh),
+        train_chunk=jax.jit(train, in_shardings=(runs, runs), out_shardings=(runs, whole),
+                            donate_argnums=0),
+        evaluate=jax.jit(evaluate, in_shardings=(runs, runs), out_shardings=whole),
     )

@@ -93,14 +93,19 @@ class TableArgs:
     """show progress bars"""
     jobs: int = 0
     """programs trained at once in threads (0: one per program, at most one per core)"""
-    devices: int = 1
-    """devices each update's meta-episodes are split over (0: all; batch sizes must divide)"""
+    devices: int = 0
+    """devices to train on (0: every device JAX finds, on every host)"""
+    runs_devices: int = 0
+    """devices the runs are split over (0: as many as divide runs and devices); the batch is
+    split over the rest (it must divide)"""
+    distributed: bool = False
+    """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
     """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore=0.02)"""
 
 
 # How a run is carried out, not what it computes: not part of a results folder's identity.
-RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices")
+RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed")
 
 
 @dataclass(frozen=True)
@@ -251,13 +256,12 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     args = tyro.cli(TableArgs, args=argv, description=spec.title)
     try:
         plan = make_plan(spec, args)
-        mesh = None
-        if args.devices != 1:
-            from cmrl_jax.parallel import check_config, data_mesh
+        from cmrl_jax import runtime
+        from cmrl_jax.parallel import program_mesh
 
-            mesh = data_mesh(args.devices)
-            for _, cfg in plan.programs:
-                check_config(mesh, cfg)
+        if args.distributed:
+            runtime.init_distributed()
+        meshes = [program_mesh(cfg, args.devices, args.runs_devices) for _, cfg in plan.programs]
         claim(plan)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -268,15 +272,25 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     from cmrl_jax.plots import plot_curves
 
     t0 = time.perf_counter()
-    write_config(plan.folder, plan.experiment_json)
+    main = runtime.is_main_process()
+    facts = runtime.backend_facts(
+        {name: mesh for (name, _), mesh in zip(plan.programs, meshes, strict=True)}
+    )
+    if main:
+        print(runtime.describe(facts), flush=True)
+        write_config(plan.folder, plan.experiment_json)
+        runtime.record(plan.folder, facts)
     # Programs are independent XLA computations; JAX releases the GIL while they
     # run, so one thread per program keeps every core busy (2 programs, 2 cores).
+    # Several processes must launch their collectives in the same order: one at a time.
     jobs = max(1, min(len(plan.programs), args.jobs or os.cpu_count() or 1))
+    if facts["process_count"] > 1:
+        jobs = 1
     pool = ThreadPoolExecutor(max_workers=jobs)
     futures = [
         pool.submit(run_training, cfg, plan.folder / name, label=name,
-                    progress=args.progress, bar_position=i, mesh=mesh)
-        for i, (name, cfg) in enumerate(plan.programs)
+                    progress=args.progress and main, bar_position=i, mesh=mesh)
+        for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
     ]
     try:
         rows = [row for f in futures for row in f.result()]
@@ -296,6 +310,8 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     if spec.oracle is not None:
         table += "\n" + spec.oracle() + "\n"
     result = {"methods": ours, "sweep": sweep_report}
+    if not main:  # process 0 writes the table, the figure and the report
+        return result
     (plan.folder / "table.md").write_text(table)
     (plan.folder / "table.json").write_text(json.dumps(clean_json(ours), indent=1))
     if sweep_report:
