@@ -5,16 +5,22 @@ A results folder holds ``config.json`` (the exact ``TrainConfig``) and
 made it; any other config is refused (see ``claim_folder``).
 """
 
+import contextlib
 import logging
+import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import orbax.checkpoint as ocp
 
 from cmrl_jax.config import ConfigError
+from cmrl_jax.lock import LOCK_FILE
 
 CONFIG_FILE = "config.json"
+DAMAGED_DIR = "damaged-checkpoints"
 
 SAVE_LOCK = threading.Lock()
 """Held by every save, from its start until it is on disk, in the whole process.
@@ -49,12 +55,34 @@ def claim_folder(folder: Path, config_json: str, what: str = "config") -> bool:
                 "choose another --out (nothing was changed)"
             )
         return True
-    if folder.exists() and any(folder.iterdir()):
+    if folder.exists() and any(p.name != LOCK_FILE for p in folder.iterdir()):
         raise ConfigError(
             f"results folder {folder} exists, is not empty and has no {CONFIG_FILE}; "
             "choose another --out (nothing was changed)"
         )
     return False
+
+
+@contextlib.contextmanager
+def _absl_level(level: int | None) -> Iterator[None]:
+    """Set the ``absl`` logger (orbax's) to ``level`` for a while; None leaves it."""
+    absl = logging.getLogger("absl")
+    before = absl.level
+    if level is not None:
+        absl.setLevel(level)
+    try:
+        yield
+    finally:
+        absl.setLevel(before)
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``, ... : the first name not taken."""
+    candidate, n = path, 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
 
 
 def write_config(folder: Path, config_json: str) -> None:
@@ -63,6 +91,14 @@ def write_config(folder: Path, config_json: str) -> None:
     path = folder / CONFIG_FILE
     if not path.exists():
         path.write_text(config_json)
+
+
+class Restored(NamedTuple):
+    """What ``Checkpointer.newest_intact`` found."""
+
+    step: int  # update count of the restored state (0: nothing restored)
+    state: Any  # the restored state, or ``like`` when step == 0
+    damaged: tuple[int, ...]  # newer steps that could not be read
 
 
 class Checkpointer:
@@ -74,23 +110,54 @@ class Checkpointer:
         ``read_only``: for readers of a folder (figures) that a training run may
         still be writing; it never creates, deletes or saves anything.
         """
-        absl = logging.getLogger("absl")  # orbax's warnings that read-only means read only
-        level = absl.level
-        if read_only:
-            absl.setLevel(logging.ERROR)
-        try:
+        self.folder = folder
+        # orbax's warnings that read-only means read only
+        with _absl_level(logging.ERROR if read_only else None):
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=not read_only, read_only=read_only
             )
             self.manager = ocp.CheckpointManager(
                 (folder / "checkpoints").absolute(), options=options
             )
-        finally:
-            absl.setLevel(level)
 
     def latest_step(self) -> int | None:
         """Update count of the newest checkpoint, or None."""
         return self.manager.latest_step()
+
+    def newest_intact(self, like) -> Restored:
+        """The newest step that restores, with its state; ``Restored(0, like, ())`` if none.
+
+        A step that fails to restore (emptied, truncated or half-written files)
+        is damaged; the newer damaged steps are reported, not touched (see
+        ``set_aside``). Raises ConfigError when steps exist and none restores.
+        """
+        damaged = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                with _absl_level(logging.CRITICAL):  # orbax logs each unreadable file
+                    return Restored(step, self.restore(step, like), tuple(damaged))
+            except Exception:  # noqa: BLE001 - any failure to read a step means it is damaged
+                damaged.append(step)
+        if damaged:
+            raise ConfigError(
+                f"no checkpoint in {self.folder / 'checkpoints'} can be read (steps "
+                f"{', '.join(map(str, damaged))} are damaged); move them away to "
+                "train from update 0, or choose another --out (nothing was changed)"
+            )
+        return Restored(0, like, ())
+
+    def set_aside(self, steps: tuple[int, ...]) -> None:
+        """Move damaged ``steps`` to ``damaged-checkpoints/<step>`` (never deleted).
+
+        Training then continues from an older intact step and saves at their
+        numbers again.
+        """
+        for step in steps:
+            aside = self.folder / DAMAGED_DIR / str(step)
+            aside.parent.mkdir(exist_ok=True)
+            shutil.move(self.folder / "checkpoints" / str(step), _unused(aside))
+        if steps:
+            self.manager.reload()
 
     def save(self, step: int, state) -> None:
         """Save ``state`` at ``step`` and wait until it is on disk (one save per process)."""

@@ -1,13 +1,13 @@
 """The one impure place: the Python loop over compiled chunks.
 
-Between chunks it evaluates, appends metrics to ``eval.jsonl``, saves a
-checkpoint and updates the progress bar. Re-running with the same folder
-resumes from the newest checkpoint; every chunk and every evaluation is a
-deterministic function of the restored state, so the result equals an
-uninterrupted run.
+Between chunks it checks that every run stayed finite, evaluates, appends
+metrics to ``eval.jsonl``, saves a checkpoint and updates the progress bar.
+Re-running with the same folder resumes from the newest intact checkpoint;
+every chunk and every evaluation is a deterministic function of the restored
+state, so the result equals an uninterrupted run. One process at a time
+writes a folder (``lock.writer_lock``).
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -18,25 +18,41 @@ from tqdm.auto import tqdm
 from cmrl_jax import runtime
 from cmrl_jax.checkpoint import Checkpointer, claim_folder, write_config
 from cmrl_jax.config import TrainConfig
+from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log's public API
+    EVAL_FILE,
+    append_rows,
+    check_covers,
+    cut_torn_tail,
+    read_history,
+)
+from cmrl_jax.lock import writer_lock
 from cmrl_jax.train import make_trainer
 
-EVAL_FILE = "eval.jsonl"
+
+class NonFiniteError(RuntimeError):
+    """A run's loss, gradient norm or parameters stopped being finite (CLI exit status 3)."""
 
 
-def read_history(folder: Path) -> list[dict]:
-    """Evaluation rows of a results folder, one per (update, run), in order."""
-    path = folder / EVAL_FILE
-    if not path.exists():
-        return []
-    rows, seen = [], set()
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if (row["update"], row["run"]) not in seen:
-            seen.add((row["update"], row["run"]))
-            rows.append(row)
-    return rows
+def nonfinite_message(cfg: TrainConfig, finite: np.ndarray, done: int) -> str | None:
+    """One line naming the earliest non-finite (update, run) of a chunk; None if all finite.
+
+    Args:
+      finite: bool [R, chunk], ``UpdateMetrics.finite`` of the chunk.
+      done: updates done before the chunk (the folder's newest checkpoint).
+    """
+    bad = ~np.asarray(finite, bool)
+    failed = [i for i in range(bad.shape[0]) if bad[i].any()]
+    if not failed:
+        return None
+    first = bad.argmax(axis=1)  # per run, index of its first non-finite update
+    i = min(failed, key=lambda r: (first[r], r))
+    run = cfg.runs[i]
+    more = f" (and {len(failed) - 1} more run(s) of this program)" if len(failed) > 1 else ""
+    return (
+        f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g}) became "
+        f"non-finite at update {done + int(first[i]) + 1} (loss, gradient norm or "
+        f"parameters){more}; stopped: the folder keeps update {done}, unchanged"
+    )
 
 
 def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list[dict]:
@@ -59,6 +75,8 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list
         }
         if train_metrics is not None:
             for name, values in train_metrics._asdict().items():
+                if name == "finite":  # always true in a logged row
+                    continue
                 row[f"train_{name}"] = float(np.mean(np.asarray(values[i])))
         rows.append(row)
     return rows
@@ -83,37 +101,51 @@ def run_training(
     not depend on it). The session's backend facts are appended to
     ``runtime.jsonl``. With several processes (``runtime.init_distributed``)
     every process trains and checkpoints its shards; only process 0 writes the
-    config, the evaluation log and the runtime record.
+    config, the evaluation log and the runtime record, and holds the folder's
+    writer lock.
+
+    Raises ConfigError, having changed nothing, for a folder of another config,
+    one another live process writes, an eval log that does not cover the
+    checkpoints, or checkpoints none of which can be read; NonFiniteError when a
+    run stops being finite (that chunk is neither logged nor saved).
     """
     cfg.validate()
     config_json = cfg.to_json()
     claim_folder(folder, config_json)
+    main = runtime.is_main_process()
+    with writer_lock(folder, primary=main):
+        claim_folder(folder, config_json)  # again: no other writer can change it now
+        return _train_locked(cfg, folder, main, label=label, progress=progress,
+                             stop_after=stop_after, bar_position=bar_position, mesh=mesh)
+
+
+def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
+                  stop_after: int | None, bar_position: int, mesh) -> list[dict]:
+    """``run_training`` once the folder is ours; ``main``: this process writes files."""
     trainer = make_trainer(cfg, mesh)
     state, hp = trainer.init()
-    main = runtime.is_main_process()
-    if main:
-        write_config(folder, config_json)
-        runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))
     ckpt = Checkpointer(folder)
     try:
-        start = ckpt.latest_step() or 0
-        if start:
-            state = ckpt.restore(start, state)
+        start, state, damaged = ckpt.newest_intact(state)
         history = read_history(folder)
-        done_updates = {row["update"] for row in history}
-        eval_path = folder / EVAL_FILE
+        check_covers(history, len(cfg.runs), cfg.chunk_updates, start, folder)
+        if main:
+            write_config(folder, cfg.to_json())
+            runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))
+            ckpt.set_aside(damaged)
+            cut_torn_tail(folder)
+        logged = {(row["update"], row["run"]) for row in history}
 
-        def log(rows):
-            if not main:
-                history.extend(rows)
-                return
-            with eval_path.open("a") as f:
-                for row in rows:
-                    f.write(json.dumps(row) + "\n")
+        def log(update: int, stats, metrics=None) -> None:
+            rows = [r for r in _eval_rows(cfg, update, stats, metrics)
+                    if (r["update"], r["run"]) not in logged]
+            if main:
+                append_rows(folder, rows)
             history.extend(rows)
+            logged.update((r["update"], r["run"]) for r in rows)
 
-        if 0 not in done_updates:
-            log(_eval_rows(cfg, 0, trainer.evaluate(state, hp)))
+        if start == 0:
+            log(0, trainer.evaluate(state, hp))
         chunks = cfg.num_updates // cfg.chunk_updates
         bar = tqdm(
             total=cfg.num_updates,
@@ -127,12 +159,15 @@ def run_training(
         for chunk in range(start // cfg.chunk_updates, chunks):
             t0 = time.perf_counter()
             state, metrics = trainer.train_chunk(state, hp)
+            fault = nonfinite_message(cfg, np.asarray(metrics.finite), chunk * cfg.chunk_updates)
+            if fault is not None:
+                bar.close()
+                raise NonFiniteError(fault)
             stats = trainer.evaluate(state, hp)
             # Every run advances together; counted here, since with several processes
             # the runs' own counters are shards no single process holds.
             update = (chunk + 1) * cfg.chunk_updates
-            if update not in done_updates:
-                log(_eval_rows(cfg, update, stats, metrics))
+            log(update, stats, metrics)
             ckpt.save(update, state)
             bar.update(cfg.chunk_updates)
             bar.set_postfix(

@@ -60,6 +60,12 @@ class UpdateMetrics(NamedTuple):
     grad_norm: jax.Array
     success: jax.Array
     visited_goals: jax.Array
+    finite: jax.Array  # bool: loss, gradient norm and the updated parameters all finite
+
+
+def all_finite(tree) -> jax.Array:
+    """Scalar bool: every element of every leaf of ``tree`` is finite."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,13 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
 
 
-def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=None):
+def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=None,
+               guard: bool = True):
     """Return ``train(states, hparams) -> (states, metrics)``: ``chunk_updates`` updates.
+
+    ``metrics.finite`` [R, chunk] says, per run and update, whether the loss, the
+    gradient norm and the updated parameters were all finite (``guard=False``:
+    always True, for measuring the guard's cost).
 
     Pure and jittable; leaves of ``states`` / ``hparams`` carry a leading run axis [R].
     With a ``mesh`` (``parallel.device_mesh``) runs are split over its ``runs``
@@ -133,15 +144,20 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
         (loss, info), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = jax.tree.map(lambda p, u: p - hp.learning_rate * u, state.params, updates)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.bool_(True)
+        if guard:  # the finite-value guard (docs/design.md, "Faults"): ~3 reductions
+            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
         metrics = UpdateMetrics(
             loss=loss,
             a2c=info.a2c,
             divergence=info.divergence,
             entropy_explore=info.entropy_explore,
             entropy_exploit=info.entropy_exploit,
-            grad_norm=optax.tree.norm(grads),
+            grad_norm=grad_norm,
             success=info.stats.success,
             visited_goals=info.stats.visited_goals,
+            finite=finite,
         )
         return RunnerState(params, opt_state, key, state.update + 1), metrics
 

@@ -1,0 +1,88 @@
+"""One writer per results folder, and output locations checked before any work.
+
+The writer holds an exclusive ``flock`` on ``<folder>/writer.lock`` for its
+lifetime. The lock belongs to the open file, so the kernel drops it however
+the holder ends (``kill -9`` included): a stale lock never blocks a resume, and
+the file itself (which names the last holder's pid) is harmless. Under
+multi-host training every process trains but only process 0 writes, so only
+process 0 takes the lock (``primary``).
+"""
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from cmrl_jax.config import ConfigError
+
+LOCK_FILE = "writer.lock"
+
+
+def check_writable(path: Path, flag: str = "--out", is_file: bool = False) -> None:
+    """Raise ConfigError unless ``path`` (a folder, or a file with ``is_file``) can be written.
+
+    Checks without writing anything: ``path`` must be of the right kind if it
+    exists, and its nearest existing ancestor must be a folder we may write
+    into. (Root passes permission checks; ``writer_lock`` reports what then
+    fails on creation, still in one line.)
+    """
+    path = Path(path)
+    if path.exists():
+        if is_file and path.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder, not a file (nothing was changed)")
+        if not is_file and not path.is_dir():
+            raise ConfigError(f"{flag} {path} is a file, not a folder (nothing was changed)")
+        target = path if not is_file else path.parent
+    else:
+        target = path.parent
+        while not target.exists() and target != target.parent:
+            target = target.parent
+        if not target.is_dir():
+            raise ConfigError(f"{flag} {path}: {target} is a file, not a folder "
+                              "(nothing was changed)")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {target} is not writable (nothing was changed)")
+
+
+def _holder(lock_path: Path) -> str:
+    """Who holds the lock, as its file says (it may be mid-write: then unknown)."""
+    try:
+        pid = lock_path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+@contextlib.contextmanager
+def writer_lock(folder: Path, primary: bool = True, flag: str = "--out") -> Iterator[None]:
+    """Create ``folder`` if needed and hold its writer lock for the ``with`` block.
+
+    Raises ConfigError (one line, naming the holder's pid) when another live
+    process holds it, or when the folder cannot be created; a refused caller
+    has written nothing. ``primary=False`` (processes other than 0 of a
+    multi-host run, which never write) takes no lock.
+    """
+    if not primary:
+        yield
+        return
+    folder = Path(folder)
+    lock_path = folder / LOCK_FILE
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"{flag} {folder}: cannot write there ({e.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"results folder {folder} is being written by {_holder(lock_path)}; "
+                "wait for it to end or choose another --out (nothing was changed)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
