@@ -98,6 +98,22 @@ def agent_input(
     )
 
 
+def _constant_first_observation(env: environment.Environment, env_params: Any) -> bool:
+    """Whether ``reset_env``'s observation does not depend on its key (e.g. Monty-Hall).
+
+    Then the first explore decision (same observation, zeroed previous inputs,
+    learned initial memory) is the same for every meta-episode of a batch, and
+    the engine computes it outside the step loop, where ``vmap`` leaves it
+    unbatched: once per update instead of once per meta-episode.
+    """
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    try:
+        jax.eval_shape(jax.vmap(lambda k: env.reset_env(k, env_params)[0], out_axes=None), keys)
+    except ValueError:  # the observation is batched over keys
+        return False
+    return True
+
+
 def _broadcast(tree, r: int):
     """Add a leading rollout axis of size r to every leaf."""
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (r,) + jnp.shape(a)), tree)
@@ -130,6 +146,7 @@ class MetaEpisodeRunner:
         self.obs_dim = int(np.prod(obs.shape))
         self.input_dim = self.obs_dim + self.num_actions + 2
         self.num_rollouts = k_explore if concurrent else 1
+        self.constant_start = _constant_first_observation(env, env_params)
         if agent.num_rollouts != self.num_rollouts:
             raise ValueError(
                 f"agent steps {agent.num_rollouts} rollouts, engine needs {self.num_rollouts}"
@@ -214,7 +231,18 @@ class MetaEpisodeRunner:
             return self._step(net_step, params, carry, k, t, greedy, absorb)
 
         keys = jax.random.split(key, self.horizon)
-        return jax.lax.scan(body, s, (keys, jnp.arange(self.horizon)), unroll=self.horizon <= 4)
+        steps = (keys, jnp.arange(self.horizon))
+        if not self.constant_start:
+            return jax.lax.scan(body, s, steps, unroll=self.horizon <= 4)
+        # The first decision outside the loop (see ``_constant_first_observation``):
+        # the same keys and arithmetic, computed once where its inputs are unbatched.
+        s, first = body(s, jax.tree.map(lambda a: a[0], steps))
+        first = jax.tree.map(lambda a: a[None], first)
+        if self.horizon == 1:
+            return s, first
+        rest = jax.tree.map(lambda a: a[1:], steps)
+        s, later = jax.lax.scan(body, s, rest, unroll=self.horizon <= 4)
+        return s, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, later)
 
     # ------------------------------------------------------------ meta-episode
     def task(self, key: jax.Array):

@@ -225,3 +225,22 @@ def test_rerun_reproduces_explore_logits(corridor):
     logits = np.asarray(rerun(ep.explore.x, ep.explore.live))
     live = ep.explore.live
     np.testing.assert_allclose(logits[live], ep.explore.logits[live], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_constant_start_computed_once_same_meta_episodes(arch):
+    """Monty-Hall's first observation does not depend on the task, so the engine computes the
+    first decision outside the step loop (unbatched under vmap); the meta-episodes are the same
+    as with the plain loop, up to float rounding, action for action."""
+    env = MontyHall(4)
+    runner = make_runner(env, env.default_params, arch, k=4, horizon=1)
+    assert runner.constant_start
+    assert not make_runner(Corridor(), Corridor().default_params, arch).constant_start
+    p = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    keys = jax.random.split(jax.random.PRNGKey(2), 32)
+    run = lambda: jax.tree.map(np.asarray, jax.vmap(lambda k: runner.run(p, k))(keys))
+    peeled = run()
+    runner.constant_start = False
+    plain = run()
+    for a, b in zip(jax.tree.leaves(peeled), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
