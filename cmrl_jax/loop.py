@@ -115,6 +115,7 @@ def run_training(
     main = runtime.is_main_process()
     with writer_lock(folder, primary=main):
         claim_folder(folder, config_json)  # again: no other writer can change it now
+        runtime.barrier(f"claimed {folder}")  # every process read it before process 0 writes
         return _train_locked(cfg, folder, main, label=label, progress=progress,
                              stop_after=stop_after, bar_position=bar_position, mesh=mesh)
 

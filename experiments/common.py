@@ -255,14 +255,15 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
 
     args = tyro.cli(TableArgs, args=argv, description=spec.title)
     try:
-        plan = make_plan(spec, args)
         from cmrl_jax import runtime
         from cmrl_jax.parallel import program_mesh
 
-        if args.distributed:
+        if args.distributed:  # before anything touches a device
             runtime.init_distributed()
+        plan = make_plan(spec, args)
         meshes = [program_mesh(cfg, args.devices, args.runs_devices) for _, cfg in plan.programs]
         claim(plan)
+        runtime.barrier("claimed")  # every process read the folder before process 0 writes
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
