@@ -2,6 +2,7 @@
 
     python -m benchmarks.reacher_speed                        # batches 1, 128, 1024; RK4
     python -m benchmarks.reacher_speed --integrators RK4 Euler --decisions 100
+    python -m benchmarks.reacher_speed --impl warp            # MuJoCo Warp (NVIDIA GPU)
 
 MJX: ``jit`` of a ``lax.scan`` over ``--decisions`` decisions of
 ``vmap(NReacher.step_env)`` (the whole env step: physics, target check,
@@ -24,7 +25,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from envs.reacher import TORQUES, NReacher
+from envs.reacher import MJX_IMPL, MJX_IMPLS, TORQUES, NReacher
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="C rollout threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--impl", default=MJX_IMPL, choices=MJX_IMPLS, help="MJX implementation")
     args = p.parse_args(argv)
 
     print(f"N-Reacher, {args.decisions} decisions per run, jax {jax.__version__} on "
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{'physics steps/s':>16} {'compile s':>10}", flush=True)
     rows = []
     for integrator in args.integrators:
-        env = NReacher(num_goals=3, integrator=integrator)
+        env = NReacher(num_goals=3, integrator=integrator, impl=args.impl)
         frame_skip = env.default_params.frame_skip
         for batch in args.batches:
             mjx_result = bench_mjx(env, batch, args.decisions, args.repeats, args.seed)

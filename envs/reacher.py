@@ -81,6 +81,18 @@ state (batch 128, 3 physics steps per decision): as fast for RK4 (34k vs 33k
 decisions/s), faster for Euler (139k vs 121k), and the state stays small for
 the engine's masking. Joint 0 is not wrapped: within a sub-episode it turns a
 few radians at most.
+
+Accelerators: the physics is traced under ``jax.default_matmul_precision``
+``MATMUL_PRECISION`` = "highest" (full float32 matmuls), whatever the global
+setting. By default TPUs run float32 matmuls as one bfloat16 pass and H100s
+may use TF32, both with a 10-bit mantissa (~1e-3 relative): on the 2x2 mass
+matrix and the RK4 stages that is an error of the order of the 1e-4 rad the
+float32 model keeps against MuJoCo C, compounded over 30 physics steps, for
+no speed to gain (the arm's matrices are 2x2; the step is latency-bound, not
+FLOP-bound). ``NReacher(matmul_precision=...)`` picks another. ``impl``
+chooses the MJX implementation: "jax" (default, any backend, what the
+accuracy tests check) or "warp" (MuJoCo Warp kernels on NVIDIA GPUs; needs
+the ``warp-lang`` package).
 """
 
 import contextlib
@@ -111,6 +123,10 @@ TIMESTEP = 0.01  # s
 INTEGRATOR = "RK4"
 SOLVER_ITERATIONS = 2
 MAX_SPEED = GEAR / DAMPING  # rad/s, terminal joint speed under full torque
+MJX_IMPL = "jax"  # MJX implementation (see MJX_IMPLS)
+MJX_IMPLS = ("jax", "warp")
+MATMUL_PRECISION = "highest"  # float32 matmuls in the physics on every backend
+MATMUL_PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
 
 # ------------------------------------------------------------------ the task
 FRAME_SKIP = 2  # physics steps per decision
@@ -286,9 +302,12 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         num_goals: int = 3,
         integrator: str = INTEGRATOR,
         distance_threshold: float = DISTANCE_THRESHOLD,
+        impl: str = MJX_IMPL,
+        matmul_precision: str = MATMUL_PRECISION,
     ):
-        """Static configuration: N targets (>= 1), the default reach threshold (m);
-        builds the MuJoCo and MJX models once."""
+        """Static configuration: N targets (>= 1), the default reach threshold (m), the
+        MJX implementation and the physics' matmul precision; builds the MuJoCo and
+        MJX models once."""
         if num_goals < 1:
             raise ValueError(f"num_goals must be >= 1, got {num_goals}")
         if integrator not in ("RK4", "Euler"):
@@ -296,12 +315,21 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         if not 0.0 < distance_threshold <= 0.05:
             # above 0.05 m the controller reaches < 95 % (three separated targets crowd)
             raise ValueError(f"distance_threshold must be in (0, 0.05] m, got {distance_threshold}")
+        if impl not in MJX_IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(MJX_IMPLS)}, got {impl!r}")
+        if matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(
+                f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
+                f"got {matmul_precision!r}"
+            )
         self._num_goals = num_goals
         self.distance_threshold = float(distance_threshold)
         self.integrator = integrator
+        self.impl = impl
+        self.matmul_precision = matmul_precision
         self.mj_model = mujoco.MjModel.from_xml_string(reacher_mjcf(integrator))
-        self.mjx_model = mjx.put_model(self.mj_model, impl="jax")
-        self._data0 = mjx.make_data(self.mjx_model, impl="jax")
+        self.mjx_model = mjx.put_model(self.mj_model, impl=impl)
+        self._data0 = mjx.make_data(self.mjx_model, impl=impl)
 
     @property
     def default_params(self) -> EnvParams:
@@ -315,14 +343,16 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
 
     def physics(self, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array, steps: int):
         """``steps`` MJX steps from (qpos, qvel) under constant ``ctrl`` [2]:
-        (qpos, qvel) after every step, float32 [steps, 2] each."""
+        (qpos, qvel) after every step, float32 [steps, 2] each. Matmuls at
+        ``self.matmul_precision`` on every backend."""
         data = self._data0.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
 
         def body(d, _):
             d = mjx.step(self.mjx_model, d)
             return d, (d.qpos, d.qvel)
 
-        _, (qs, vs) = jax.lax.scan(body, data, None, length=steps)
+        with jax.default_matmul_precision(self.matmul_precision):
+            _, (qs, vs) = jax.lax.scan(body, data, None, length=steps)
         return qs, vs
 
     def step_env(

@@ -340,6 +340,26 @@ def test_registry_and_spaces():
         NReacher(integrator="implicit")
     with pytest.raises(ValueError):
         NReacher(distance_threshold=-0.01)
+    with pytest.raises(ValueError, match="impl"):
+        NReacher(impl="mpi")
+    with pytest.raises(ValueError, match="matmul_precision"):
+        NReacher(matmul_precision="fp8")
+
+
+@pytest.mark.parametrize("global_precision", [None, "bfloat16"])
+def test_physics_matmuls_run_at_full_precision(env, global_precision):
+    """Whatever the global setting (TPU default: bfloat16 passes), every matmul of the
+    physics is HIGHEST, so the tolerances above hold on any backend."""
+    import contextlib
+    import re
+
+    scope = (jax.default_matmul_precision(global_precision) if global_precision
+             else contextlib.nullcontext())
+    with scope:
+        text = jax.jit(lambda q, v, c: env.physics(q, v, c, 2)).lower(
+            jnp.zeros(2), jnp.zeros(2), jnp.zeros(2)).as_text()
+    dots = re.findall(r"dot_general[^\n]*", text)
+    assert dots and all("precision = [HIGHEST, HIGHEST]" in d for d in dots)
 
 
 def test_tiny_training_through_engine():
