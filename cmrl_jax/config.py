@@ -8,6 +8,7 @@ lambda_div, reward scheme): those become traced values.
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,20 @@ from cmrl_jax.rewards import SCHEMES
 
 class ConfigError(ValueError):
     """A user-facing configuration problem (reported in one line, exit status 2)."""
+
+
+def check_number(name: str, value: float, minimum: float = 0.0, maximum: float = math.inf,
+                 strict: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is finite and in [minimum, maximum] (> minimum if strict).
+
+    NaN and +-inf are refused for every float option: they train to NaN.
+    """
+    low = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    high = "" if maximum == math.inf else f" and <= {maximum:g}"
+    ok = isinstance(value, int | float) and math.isfinite(value) and value <= maximum
+    ok = ok and (value > minimum if strict else value >= minimum)
+    if not ok:
+        raise ConfigError(f"{name} must be a finite number {low}{high}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -76,10 +91,8 @@ class RunSpec:
         get_method(self.method)
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning rate must be > 0, got {self.learning_rate}")
-        if not self.lambda_div >= 0:
-            raise ConfigError(f"lambda_div must be >= 0, got {self.lambda_div}")
+        check_number("learning rate", self.learning_rate, strict=True)
+        check_number("lambda_div", self.lambda_div)
 
 
 @dataclass(frozen=True)
@@ -141,15 +154,12 @@ class TrainConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("gamma", "entropy_anneal_fraction"):
+            check_number(name, getattr(self, name), maximum=1.0)
         for name in ("value_coef", "entropy_explore_start", "entropy_explore_end",
-                     "entropy_exploit_start",
-                     "entropy_exploit_end", "max_grad_norm", "reward_input_scale"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.entropy_anneal_fraction <= 1.0:
-            raise ConfigError("entropy_anneal_fraction must be in [0, 1]")
+                     "entropy_exploit_start", "entropy_exploit_end", "max_grad_norm",
+                     "reward_input_scale"):
+            check_number(name, getattr(self, name))
         if not self.runs:
             raise ConfigError("no runs: select at least one method and one seed")
         for run in self.runs:

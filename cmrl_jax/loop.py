@@ -25,7 +25,7 @@ from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log
     cut_torn_tail,
     read_history,
 )
-from cmrl_jax.lock import writer_lock
+from cmrl_jax.lock import check_writable, writer_lock
 from cmrl_jax.train import make_trainer
 
 
@@ -111,6 +111,7 @@ def run_training(
     """
     cfg.validate()
     config_json = cfg.to_json()
+    check_writable(folder)
     claim_folder(folder, config_json)
     main = runtime.is_main_process()
     with writer_lock(folder, primary=main):

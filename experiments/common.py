@@ -7,20 +7,25 @@ Rows that share an architecture train together as one compiled program
 has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``.
 """
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, get_method
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, check_number, get_method
 from cmrl_jax.metrics import clean_json, curves, render_table, row_label, summarize
 
-EXIT_USAGE = 2
+# Exit statuses of every command (docs/design.md, "Faults").
+EXIT_USAGE = 2  # bad input or a results folder we may not write: one line, nothing changed
+EXIT_NONFINITE = 3  # a run stopped being finite: the folder keeps its last finite update
+EXIT_INTERRUPTED = 130  # SIGINT: the folder keeps its last finished chunk; rerun to resume
 
 
 PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
@@ -77,7 +82,7 @@ class TableArgs:
     """updates per run (default: the paper's)"""
     seeds: int = 3
     """seeds per method"""
-    methods: tuple[str, ...] = ()
+    methods: tuple[str, ...] | None = None
     """subset of the table's rows (default: all)"""
     learning_rate: float | None = None
     """override the learning rate of every selected method"""
@@ -155,6 +160,10 @@ def _override(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     """Validate the arguments and build every program's config (nothing is written)."""
     by_label = {r.label: r for r in spec.rows}
+    if args.methods is not None and not args.methods:
+        raise ConfigError(
+            f"--methods needs at least one method; choose from: {', '.join(by_label)}"
+        )
     methods = args.methods or tuple(by_label)
     for m in methods:
         if m not in by_label:
@@ -175,10 +184,10 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     chunk = min(args.chunk_updates, updates)
     if updates % chunk:
         raise ConfigError(f"--updates ({updates}) must be a multiple of --chunk-updates ({chunk})")
-    if args.learning_rate is not None and not args.learning_rate > 0:
-        raise ConfigError(f"--learning-rate must be > 0, got {args.learning_rate}")
-    if args.lambda_div is not None and not args.lambda_div >= 0:
-        raise ConfigError(f"--lambda-div must be >= 0, got {args.lambda_div}")
+    if args.learning_rate is not None:
+        check_number("--learning-rate", args.learning_rate, strict=True)
+    if args.lambda_div is not None:
+        check_number("--lambda-div", args.lambda_div)
     if args.sweep and args.learning_rate is not None:
         raise ConfigError("--sweep and --learning-rate exclude each other")
     base = _override(spec.base, args.extra)
@@ -249,11 +258,69 @@ def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
     return chosen, report
 
 
-def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
-    """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure."""
+def parse_cli(cls: type, argv: list[str] | None, description: str) -> Any:
+    """``tyro.cli``, with its usage errors (unknown flag, bad value) as one line and exit 2."""
     import tyro
 
-    args = tyro.cli(TableArgs, args=argv, description=spec.title)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv, description=description)
+    except SystemExit as e:
+        if not e.code:  # --help
+            sys.stderr.write(captured.getvalue())
+            raise
+        # tyro draws a box (unicode or ASCII): keep its message line, the one with ": "
+        lines = [line.strip(" │╭╮╰╯─┃━┏┓┗┛|+-") for line in captured.getvalue().splitlines()]
+        lines = [line for line in lines if line and "--help" not in line]
+        message = next((line for line in lines if ": " in line),
+                       lines[0] if lines else "bad command line")
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _exit_now(status: int, message: str) -> None:
+    """Print ``message`` and end the process once no checkpoint is being saved.
+
+    Worker threads cannot be interrupted; holding the save lock means every
+    checkpoint on disk is whole (a torn eval-log line is cut on resume).
+    """
+    from cmrl_jax.checkpoint import SAVE_LOCK
+
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    with SAVE_LOCK:
+        os._exit(status)
+
+
+def _wait_for(futures: list) -> list[dict]:
+    """Every program's rows; exits at the first program that fails (statuses above)."""
+    from cmrl_jax.loop import NonFiniteError
+
+    try:
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            error = f.exception() if f.done() else None
+            if isinstance(error, ConfigError):
+                _exit_now(EXIT_USAGE, f"error: {error}")
+            if isinstance(error, NonFiniteError):
+                _exit_now(EXIT_NONFINITE, f"error: {error}; no table written")
+        return [row for f in futures for row in f.result()]
+    except KeyboardInterrupt:
+        _exit_now(EXIT_INTERRUPTED, "\ninterrupted: run the same command again to resume")
+        raise  # not reached
+
+
+def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
+    """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure.
+
+    Everything is checked, and the folder's writer lock taken, before anything
+    compiles or is written; the lock is held until the table is written.
+    """
+    from cmrl_jax.lock import check_writable, writer_lock
+
+    args = parse_cli(TableArgs, argv, spec.title)
+    folder_lock = contextlib.ExitStack()
     try:
         from cmrl_jax import runtime
         from cmrl_jax.parallel import program_mesh
@@ -262,12 +329,22 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
             runtime.init_distributed()
         plan = make_plan(spec, args)
         meshes = [program_mesh(cfg, args.devices, args.runs_devices) for _, cfg in plan.programs]
+        check_writable(plan.folder)
         claim(plan)
+        folder_lock.enter_context(writer_lock(plan.folder, primary=runtime.is_main_process()))
+        claim(plan)  # again: no other writer can change the folder now
         runtime.barrier("claimed")  # every process read the folder before process 0 writes
     except ConfigError as e:
+        folder_lock.close()
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    with folder_lock:
+        return _train_and_report(spec, args, plan, meshes)
 
+
+def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list) -> dict:
+    """Train every program (resuming) and write the table, its JSON and figure."""
+    from cmrl_jax import runtime
     from cmrl_jax.checkpoint import write_config
     from cmrl_jax.loop import run_training
     from cmrl_jax.plots import plot_curves
@@ -293,12 +370,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
                     progress=args.progress and main, bar_position=i, mesh=mesh)
         for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
     ]
-    try:
-        rows = [row for f in futures for row in f.result()]
-    except KeyboardInterrupt:
-        # Worker threads cannot be interrupted; every finished chunk is checkpointed.
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        os._exit(130)
+    rows = _wait_for(futures)
     pool.shutdown()
     sweep_report = None
     if args.sweep:

@@ -33,7 +33,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from cmrl_jax.config import ConfigError
-from experiments.common import EXIT_USAGE
+from experiments.common import EXIT_USAGE, parse_cli
 from experiments.trained import find_run, load_run
 
 EnvName = Literal["color_choice", "reacher"]
@@ -333,10 +333,12 @@ class EpisodeArgs:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run one meta-episode, replay its states, draw the strip; return what was drawn."""
-    import tyro
+    from cmrl_jax.lock import check_writable
 
-    args = tyro.cli(EpisodeArgs, args=argv, description=__doc__.split("\n")[0])
+    args = parse_cli(EpisodeArgs, argv, __doc__.split("\n")[0])
+    out = Path(args.out or f"docs/figures/{args.env}_episode.png")
     try:
+        check_writable(out, is_file=True)  # before the sampling, not after
         run = load_run(find_run(Path(args.results), args.env, args.method, args.seed,
                                 args.learning_rate))
     except ConfigError as e:
@@ -364,7 +366,6 @@ def main(argv: list[str] | None = None) -> dict:
     suptitle = (f"{spec.row} (seed {spec.seed}, update {run.update}) on {env.name}, "
                 f"meta-episode {args.episode} ({'greedy' if args.greedy else 'sampled'} "
                 f"actions): exploit {'succeeds' if success else 'fails'}")
-    out = Path(args.out or f"docs/figures/{args.env}_episode.png")
     if args.env == "reacher":
         png = plot_reacher_episode(params, state0, explore, exploit, runner.concurrent,
                                    suptitle, out)

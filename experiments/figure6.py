@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cmrl_jax.config import ConfigError
-from experiments.common import EXIT_USAGE
+from experiments.common import EXIT_USAGE, parse_cli
 from experiments.trained import RunLocation, TrainedRun, find_run, load_run
 
 # ------------------------------------------------------------------ maths (pure numpy)
@@ -300,11 +300,13 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation]:
 
 def main(argv: list[str] | None = None) -> dict:
     """Sample, count, plot and save Figure 6; return the summary."""
-    import tyro
+    from cmrl_jax.lock import check_writable
 
-    args = tyro.cli(Figure6Args, args=argv, description=__doc__.split("\n")[0])
+    args = parse_cli(Figure6Args, argv, __doc__.split("\n")[0])
     t0 = time.perf_counter()
+    png = Path(args.out or f"docs/figures/figure6_{args.env}.png")
     try:
+        check_writable(png, is_file=True)  # before the sampling, not after
         where_base, where_cmrl = _validate(args)
         base, cmrl = load_run(where_base), load_run(where_cmrl)
         env, env_params = cmrl.runner.env, cmrl.runner.env_params
@@ -325,7 +327,6 @@ def main(argv: list[str] | None = None) -> dict:
     bin_mean = {k: float(np.nanmean(freqs[k])) if np.any(~np.isnan(freqs[k])) else float("nan")
                 for k in freqs}
 
-    png = Path(args.out or f"docs/figures/figure6_{args.env}.png")
     titles = tuple(
         f"{r.where.spec.row} (seed {r.where.spec.seed}, update {r.update})\n"
         f"entered while exploring: {100 * pooled[k]:.1f}% of goals"
