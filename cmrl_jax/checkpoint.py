@@ -111,13 +111,18 @@ class Checkpointer:
         still be writing; it never creates, deletes or saves anything.
         """
         self.folder = folder
+        self.read_only = read_only
+        self.options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=not read_only, read_only=read_only
+        )
+        self.manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        """A manager of ``checkpoints/`` (a fresh one forgets what a damaged step taught it)."""
         # orbax's warnings that read-only means read only
-        with _absl_level(logging.ERROR if read_only else None):
-            options = ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=not read_only, read_only=read_only
-            )
-            self.manager = ocp.CheckpointManager(
-                (folder / "checkpoints").absolute(), options=options
+        with _absl_level(logging.ERROR if self.read_only else None):
+            return ocp.CheckpointManager(
+                (self.folder / "checkpoints").absolute(), options=self.options
             )
 
     def latest_step(self) -> int | None:
@@ -138,6 +143,10 @@ class Checkpointer:
                     return Restored(step, self.restore(step, like), tuple(damaged))
             except Exception:  # noqa: BLE001 - any failure to read a step means it is damaged
                 damaged.append(step)
+                # An emptied step switches orbax's manager to a multi-item layout
+                # that then fails on every step: start the next try afresh.
+                self.manager.close()
+                self.manager = self._open()
         if damaged:
             raise ConfigError(
                 f"no checkpoint in {self.folder / 'checkpoints'} can be read (steps "
