@@ -1,6 +1,6 @@
 """Table 1: 10-Monty-Hall, RL2 / ERL2 / CMRL (Max- and StDev-Until-Exploit).
 
-    python -m experiments.table1                      # paper setting, CPU by default
+    python -m experiments.table1                      # paper setting, every device JAX finds
     python -m experiments.table1 --updates 1000 --seeds 1 --out results/t1-quick
     python -m experiments.table1 --sweep              # Appendix A learning-rate grid
 """
