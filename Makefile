@@ -20,7 +20,7 @@ else
 $(error DEVICE must be cpu, cuda or tpu, got '$(DEVICE)')
 endif
 
-.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench clean-venv
+.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench device-check clean-venv
 
 install: $(STAMP)
 
@@ -50,6 +50,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
+
+# On a GPU / TPU VM (at most ~8 minutes): results/device_check/device_report.{json,md}.
+# `make device-check ARGS=--smoke` runs it at tiny sizes on any backend.
+device-check: $(STAMP)
+	$(BIN)/python -m benchmarks.device_check $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

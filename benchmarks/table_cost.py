@@ -3,8 +3,9 @@
     python -m benchmarks.table_cost table2 --chunk 20
 
 Prints compile time and seconds per update for each program (all its runs
-vmapped), and the projected wall time of the table's full run on this machine
-(programs run in parallel threads, one per core).
+vmapped), and the projected wall time of the table's full run on this machine:
+on a CPU programs run in parallel threads, one per core; on an accelerator
+they share the device, so their times add up.
 """
 
 import argparse
@@ -20,20 +21,19 @@ from cmrl_jax.train import make_trainer
 from experiments.common import TableArgs, make_plan
 
 
-def main() -> None:
-    """Time one chunk of every program of the table."""
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("table", help="experiment module, e.g. table1, table2, table4")
-    p.add_argument("--chunk", type=int, default=20, help="updates timed per program")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
-    a = p.parse_args()
-    spec = importlib.import_module(f"experiments.{a.table}").SPEC
-    plan = make_plan(spec, TableArgs(seeds=a.seeds, batch_size=a.batch_size))
-    total = {}
+def measure(table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128) -> dict:
+    """Compile and time one chunk of every program of ``table`` (e.g. "table2").
+
+    Returns ``{"table", "programs": [one dict per program], "projected_table_wall_s"}``;
+    a program's dict has its runs, compile seconds, seconds per update and the
+    projected seconds of its full run (training only).
+    """
+    spec = importlib.import_module(f"experiments.{table}").SPEC
+    plan = make_plan(spec, TableArgs(seeds=seeds, batch_size=batch_size))
+    programs = []
     for name, cfg in plan.programs:
         full_updates = cfg.num_updates
-        cfg = dataclasses.replace(cfg, chunk_updates=a.chunk, num_updates=a.chunk)
+        cfg = dataclasses.replace(cfg, chunk_updates=chunk, num_updates=chunk)
         trainer = make_trainer(cfg)
         state, hp = trainer.init()
         t0 = time.perf_counter()
@@ -44,17 +44,32 @@ def main() -> None:
         t0 = time.perf_counter()
         state, _ = compiled(state, hp)
         jax.block_until_ready(state)
-        per_update = (time.perf_counter() - t0) / a.chunk
-        total[name] = per_update * full_updates
-        print(json.dumps({
-            "program": name, "runs": len(cfg.runs), "compile_s": round(compile_s, 1),
-            "s_per_update": round(per_update, 4),
+        per_update = (time.perf_counter() - t0) / chunk
+        programs.append({
+            "program": name, "runs": len(cfg.runs), "batch_size": batch_size,
+            "compile_s": round(compile_s, 1), "s_per_update": round(per_update, 4),
             "s_per_update_per_run": round(per_update / len(cfg.runs), 5),
-            "projected_full_run_s": round(per_update * full_updates),
-        }), flush=True)
-    cores = os.cpu_count() or 1
+            "full_updates": full_updates, "projected_full_run_s": round(per_update * full_updates),
+        })
+    totals = [p["projected_full_run_s"] for p in programs]
+    parallel = jax.default_backend() == "cpu" and (os.cpu_count() or 1) >= len(totals)
+    return {"table": table, "programs": programs,
+            "projected_table_wall_s": max(totals) if parallel else sum(totals)}
+
+
+def main() -> None:
+    """Time one chunk of every program of the table."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("table", help="experiment module, e.g. table1, table2, table4")
+    p.add_argument("--chunk", type=int, default=20, help="updates timed per program")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
+    a = p.parse_args()
+    result = measure(a.table, a.chunk, a.seeds, a.batch_size)
+    for program in result["programs"]:
+        print(json.dumps(program), flush=True)
     print(json.dumps({"projected_table_wall_s_with_parallel_programs":
-                      round(max(total.values()) if cores >= len(total) else sum(total.values())),
+                      result["projected_table_wall_s"],
                       "note": "training only, evaluation every 250 updates adds a little"}))
 
 

@@ -1,0 +1,296 @@
+"""One prepared check of an accelerator: ``make device-check`` (at most ~8 minutes on one GPU).
+
+    python -m benchmarks.device_check                    # on a GPU / TPU VM
+    python -m benchmarks.device_check --smoke            # tiny sizes, any backend (< 1 min)
+
+Writes ``device_report.json`` and ``device_report.md`` to ``--out`` (default
+``results/device_check``), one section a step:
+1. backend: what JAX runs on; fails unless it is an accelerator (``--smoke``: any);
+2. fast tests: the backend-dependent test files (maths, environments, engine,
+   training) with ``CMRL_TEST_ACCELERATOR=1``, i.e. on the accelerator;
+3. Table 1 end to end (``experiments.table1``, paper setting): wall time, table;
+4. cost per update and projected full-run time of Tables 2, 3 and 4 at their
+   full batch (``benchmarks.table_cost``);
+5. MJX Reacher decisions/s against ``mujoco.rollout`` on the host's cores
+   (``benchmarks.reacher_speed``);
+6. physics precision: MJX against MuJoCo C over 60 random decisions, at the
+   physics' full precision and at the backend's default matmul precision;
+7. peak device memory of this process (steps 4-6; steps 2 and 3 run apart).
+A step that fails or runs out of the time budget is recorded as such and the
+others still run; the exit status is 1 if any step failed.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+# Allocate device memory on demand: the test and Table 1 subprocesses share the device.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cmrl_jax import runtime  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_TESTS = (  # their results depend on the backend's numerics; the rest is host code
+    "tests/test_a2c.py", "tests/test_divergence.py", "tests/test_rewards.py",
+    "tests/test_loss.py", "tests/test_engine.py", "tests/test_monty_hall.py",
+    "tests/test_color_choice.py", "tests/test_reacher.py", "tests/test_generic_env.py",
+    "tests/test_train.py",
+)
+SMOKE_TESTS = ("tests/test_rewards.py",)
+# (full, smoke) sizes of each step.
+TABLE1_ARGS = ([], ["--updates", "4", "--chunk-updates", "2", "--seeds", "1", "--batch-size", "8",
+                    "--methods", "Max-Until-Exploit", "--extra", "k_explore=3", "eval_batches=1",
+                    "eval_batch_size=8"])
+COST_TABLES = ((("table2", 128), ("table3", 128), ("table4", 128)), (("table4", 8),))
+COST_CHUNK = (20, 2)
+COST_SEEDS = (3, 1)
+REACHER_ARGS = (["--batches", "128", "1024", "8192", "--decisions", "50", "--repeats", "2"],
+                ["--batches", "8", "--decisions", "4", "--repeats", "1", "--threads", "1",
+                 "--integrators", "Euler"])  # smoke: Euler compiles several times faster
+STEP_LIMIT_S = {"fast tests": 170, "table 1": 150}
+
+
+class Report:
+    """Steps run in order within a time budget; each becomes one section of the report."""
+
+    def __init__(self, budget_s: float):
+        """``budget_s``: wall seconds for all steps together."""
+        self.t0 = time.perf_counter()
+        self.budget_s = budget_s
+        self.steps: list[dict] = []
+
+    def left(self) -> float:
+        """Seconds left in the budget."""
+        return self.budget_s - (time.perf_counter() - self.t0)
+
+    def run(self, name: str, fn: Callable[[float], dict]) -> None:
+        """Run ``fn(seconds_left)`` -> details; record ok / failed / skipped and its time."""
+        print(f"== {name} ({self.left():.0f} s left)", flush=True)
+        step = {"step": name}
+        if self.left() <= 5:
+            step.update(status="skipped", reason="time budget spent")
+        else:
+            t0 = time.perf_counter()
+            try:
+                details = fn(self.left())
+                step.update(status="failed" if details.pop("failed", False) else "ok", **details)
+            except Exception as e:  # a broken step must not hide the others
+                step.update(status="failed", error=f"{type(e).__name__}: {e}",
+                            traceback=traceback.format_exc()[-2000:])
+            step["seconds"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps({k: v for k, v in step.items() if k != "traceback"})[:2000], flush=True)
+        self.steps.append(step)
+
+
+def check_backend(smoke: bool) -> dict:
+    """Backend facts; failed unless JAX runs on an accelerator (any backend when smoke)."""
+    facts = runtime.backend_facts()
+    return {"facts": facts, "failed": not smoke and facts["backend"] == "cpu",
+            "line": runtime.describe(facts)}
+
+
+def _subprocess(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int, str]:
+    """Run ``cmd`` in the repository root; (return code or -1 on timeout, output tail)."""
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+        return p.returncode, (p.stdout + p.stderr)[-3000:]
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        return -1, out[-3000:]
+
+
+def fast_tests(smoke: bool, left: float) -> dict:
+    """The backend-dependent tests on this backend (CMRL_TEST_ACCELERATOR=1 unless on CPU)."""
+    files = SMOKE_TESTS if smoke else FAST_TESTS
+    env = dict(os.environ)
+    if jax.default_backend() != "cpu":
+        env["CMRL_TEST_ACCELERATOR"] = "1"
+    timeout = min(STEP_LIMIT_S["fast tests"], left)
+    code, tail = _subprocess([sys.executable, "-m", "pytest", "-q", "-m", "not slow",
+                              "-p", "no:cacheprovider", *files], timeout, env)
+    summary = next((line for line in reversed(tail.splitlines())
+                    if " passed" in line or " failed" in line or " error" in line), "")
+    return {"files": list(files), "summary": summary.strip("= "),
+            "timed_out_after_s": round(timeout) if code == -1 else None,
+            "failed": code != 0, "output_tail": tail[-1500:] if code != 0 else ""}
+
+
+def table1(smoke: bool, out: Path, left: float) -> dict:
+    """Table 1 end to end in a fresh process: wall time and the table."""
+    folder = out / "table1"
+    timeout = min(STEP_LIMIT_S["table 1"], left)
+    t0 = time.perf_counter()
+    code, tail = _subprocess([sys.executable, "-m", "experiments.table1", "--no-progress",
+                              "--out", str(folder), *TABLE1_ARGS[smoke]], timeout)
+    wall = time.perf_counter() - t0
+    table = folder / "table.json"
+    return {"args": TABLE1_ARGS[smoke] or "paper setting (10k updates, 3 seeds, batch 128)",
+            "wall_s": round(wall, 1), "timed_out_after_s": round(timeout) if code == -1 else None,
+            "failed": code != 0 or not table.exists(),
+            "table": json.loads(table.read_text()) if table.exists() else None,
+            "output_tail": tail[-1500:] if code != 0 else ""}
+
+
+def table_costs(smoke: bool, left: float) -> dict:
+    """Seconds per update and projected full-run time of Tables 2, 3 and 4 at full batch."""
+    from benchmarks.table_cost import measure
+
+    t_end = time.perf_counter() + left
+    results, skipped = [], []
+    for table, batch in COST_TABLES[smoke]:
+        if time.perf_counter() > t_end - 10:
+            skipped.append(table)
+            continue
+        results.append(measure(table, chunk=COST_CHUNK[smoke], seeds=COST_SEEDS[smoke],
+                               batch_size=batch))
+    return {"tables": results, "skipped_for_time": skipped}
+
+
+def reacher_speed(smoke: bool) -> dict:
+    """MJX decisions/s next to MuJoCo C's ``mujoco.rollout`` on this host."""
+    from benchmarks.reacher_speed import main as speed
+
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        rows = speed(REACHER_ARGS[smoke])
+    return {"rows": rows, "printed": text.getvalue()}
+
+
+def physics_precision(smoke: bool) -> dict:
+    """Largest joint-angle difference (rad) between MJX and MuJoCo C over 60 random decisions
+    from 16 starts, at the physics' full precision and at the backend default."""
+    import mujoco
+    from mujoco import rollout
+
+    from envs.reacher import TORQUES, NReacher
+
+    decisions, starts = (8, 2) if smoke else (60, 16)
+    integrator, precisions = ("Euler", ("highest",)) if smoke else ("RK4", ("highest", "default"))
+    out = {}
+    for precision in precisions:
+        env = NReacher(integrator=integrator, matmul_precision=precision)
+        params = env.default_params
+        rng = np.random.default_rng(0)
+        qpos0 = np.stack([rng.uniform(-np.pi, np.pi, starts), rng.uniform(-2.5, 2.5, starts)], 1)
+        actions = rng.integers(0, 9, (starts, decisions))
+
+        def run(q0, acts, env=env, params=params):
+            def body(q_v, a):
+                q, v = q_v
+                qs, vs = env.physics(q, v, jnp.asarray(TORQUES)[a], params.frame_skip)
+                return (qs[-1], vs[-1]), qs[-1]
+            return jax.lax.scan(body, (q0, jnp.zeros(2)), acts)[1]
+
+        q_mjx = np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(qpos0, jnp.float32),
+                                                  jnp.asarray(actions)))
+        model, data = env.mj_model, mujoco.MjData(env.mj_model)
+        spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+        initial = np.empty((starts, mujoco.mj_stateSize(model, spec)))
+        for i, q in enumerate(qpos0):
+            mujoco.mj_resetData(model, data)
+            data.qpos[:] = q
+            mujoco.mj_getState(model, data, initial[i], spec)
+        control = np.repeat(TORQUES[actions].astype(np.float64), params.frame_skip, axis=1)
+        state, _ = rollout.rollout(model, data, initial, control)
+        q_c = state[:, params.frame_skip - 1::params.frame_skip, 1:3]  # after each decision
+        out[precision] = float(np.max(np.abs(q_mjx - q_c)))
+    return {"max_abs_angle_error_rad": out, "integrator": integrator, "decisions": decisions,
+            "starts": starts}
+
+
+def peak_memory() -> dict:
+    """Peak bytes in use on each local device (None where the backend does not say)."""
+    peaks = []
+    for d in jax.local_devices():
+        stats = d.memory_stats() or {}
+        peaks.append(stats.get("peak_bytes_in_use"))
+    known = [p for p in peaks if p is not None]
+    return {"peak_bytes_per_device": peaks,
+            "peak_gib": round(max(known) / 2**30, 3) if known else None}
+
+
+def render(report: dict) -> str:
+    """The Markdown page of a report."""
+    facts = report["facts"]
+    verdict = "all steps ok" if report["ok"] else "SOME STEPS FAILED"
+    lines = [f"# Device check: {facts['device_kind']} ({facts['backend']})", "",
+             f"{runtime.describe(facts)}", "",
+             f"Mode: {'smoke' if report['smoke'] else 'full'}; total "
+             f"{report['total_s']:.0f} s; {verdict}.",
+             "", "| step | status | seconds | result |", "|---|---|---|---|"]
+    for s in report["steps"]:
+        lines.append(f"| {s['step']} | {s['status']} | {s.get('seconds', '')} | {_summary(s)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _summary(step: dict) -> str:
+    """One table cell: the step's headline numbers."""
+    name = step["step"]
+    if step["status"] != "ok":
+        return step.get("error") or step.get("reason") or step.get("summary") or ""
+    if name == "backend":
+        return step["line"]
+    if name == "fast tests":
+        return step["summary"]
+    if name == "table 1":
+        finals = {m: r["final_success_mean"] for m, r in (step["table"] or {}).items()}
+        return f"wall {step['wall_s']} s; final success % {finals}"
+    if name == "table costs":
+        return "; ".join(
+            f"{t['table']}: " + ", ".join(f"{p['program']} {p['s_per_update']} s/update"
+                                         for p in t["programs"])
+            + f", projected {t['projected_table_wall_s'] / 60:.1f} min"
+            for t in step["tables"]) + (f"; skipped {step['skipped_for_time']}"
+                                        if step["skipped_for_time"] else "")
+    if name == "reacher speed":
+        return "; ".join(f"{r['backend']} batch {r['batch']}: {r['decisions_per_s']:,.0f} dec/s"
+                         for r in step["rows"])
+    if name == "physics precision":
+        return ", ".join(f"{k}: {v:.1e} rad" for k, v in step["max_abs_angle_error_rad"].items())
+    if name == "peak memory":
+        return f"{step['peak_gib']} GiB" if step["peak_gib"] is not None else "not reported"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every step, write the report, return 0 if every step passed."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes; any backend (CPU in tests)")
+    p.add_argument("--out", default="results/device_check", help="report folder")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="wall-time budget of all steps (default 450 s, smoke 300 s)")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = Report(a.budget_s or (300.0 if a.smoke else 450.0))
+    rep.run("backend", lambda left: check_backend(a.smoke))
+    rep.run("fast tests", lambda left: fast_tests(a.smoke, left))
+    rep.run("table 1", lambda left: table1(a.smoke, out, left))
+    rep.run("table costs", lambda left: table_costs(a.smoke, left))
+    rep.run("reacher speed", lambda left: reacher_speed(a.smoke))
+    rep.run("physics precision", lambda left: physics_precision(a.smoke))
+    rep.run("peak memory", lambda left: peak_memory())
+    ok = all(s["status"] == "ok" for s in rep.steps)
+    report = {"smoke": a.smoke, "ok": ok, "total_s": round(time.perf_counter() - rep.t0, 1),
+              "facts": runtime.backend_facts(), "steps": rep.steps}
+    (out / "device_report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "device_report.md").write_text(render(report))
+    print(render(report))
+    print(f"wrote {out / 'device_report.json'}, {out / 'device_report.md'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

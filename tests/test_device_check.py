@@ -1,0 +1,40 @@
+"""``make device-check`` in its CPU smoke mode: every step runs and the report is written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.device_check import check_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ["backend", "fast tests", "table 1", "table costs", "reacher speed",
+         "physics precision", "peak memory"]
+
+
+def test_full_mode_refuses_the_cpu():
+    """The full check asserts an accelerator; the smoke mode runs anywhere."""
+    assert check_backend(smoke=False)["failed"]
+    assert not check_backend(smoke=True)["failed"]
+
+
+def test_smoke_mode_writes_the_report(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.device_check", "--smoke", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    report = json.loads((tmp_path / "device_report.json").read_text())
+    assert report["smoke"] and report["ok"] and report["facts"]["backend"] == "cpu"
+    assert [s["step"] for s in report["steps"]] == STEPS
+    assert all(s["status"] == "ok" for s in report["steps"])
+    steps = {s["step"]: s for s in report["steps"]}
+    assert "passed" in steps["fast tests"]["summary"]
+    assert steps["table 1"]["table"]["Max-Until-Exploit"]["updates"] == 4
+    assert steps["table costs"]["tables"][0]["programs"][0]["s_per_update"] > 0
+    assert {r["backend"] for r in steps["reacher speed"]["rows"]} == {"mjx", "C x1"}
+    assert steps["physics precision"]["max_abs_angle_error_rad"]["highest"] < 1e-4
+    page = (tmp_path / "device_report.md").read_text()
+    assert page.startswith("# Device check: cpu (cpu)") and "| table 1 | ok |" in page
