@@ -188,3 +188,51 @@ def test_layouts_train_alike_and_record_their_mesh(layouts):
         assert facts["device_count"] == 4 and facts["backend"] == "cpu"
     for name, loss in zip(LAYOUTS, losses, strict=True):
         assert loss == pytest.approx(losses[0], rel=LOSS_TOLERANCE), name
+
+
+RESHARD_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from cmrl_jax.loop import run_training
+    from cmrl_jax.parallel import device_mesh
+    from tests.test_parallel import RESHARD_CFG
+
+    run_training(RESHARD_CFG, Path(sys.argv[1]), progress=False, stop_after=2,
+                 mesh=device_mesh(4, 2, len(RESHARD_CFG.runs)))
+    """
+)
+
+
+def _reshard_cfg():
+    """Two runs, two chunks: small enough to compile in seconds."""
+    from cmrl_jax.config import RunSpec, TrainConfig
+
+    return TrainConfig(env_kwargs=(("num_doors", 3),), k_explore=3, hidden=8, batch_size=8,
+                       num_updates=4, chunk_updates=2, eval_batches=1, eval_batch_size=4,
+                       runs=tuple(RunSpec("Max-Until-Exploit", s, 1e-3, 0.05) for s in (0, 1)))
+
+
+RESHARD_CFG = _reshard_cfg()
+
+
+def test_folder_trained_on_four_devices_resumes_on_one(tmp_path):
+    """Checkpoints saved sharded (runs 2 x data 2) restore onto a single device and the
+    resumed run logs what an uninterrupted one-device run logs."""
+    from cmrl_jax.loop import run_training
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", RESHARD_SCRIPT, str(tmp_path / "a")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = run_training(RESHARD_CFG, tmp_path / "a", progress=False)
+    straight = run_training(RESHARD_CFG, tmp_path / "b", progress=False)
+    assert [r["update"] for r in resumed] == [0, 0, 2, 2, 4, 4]
+    for a, b in zip(resumed, straight, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[key], rel=LOSS_TOLERANCE), key
+            else:
+                assert value == b[key], key
