@@ -39,9 +39,11 @@ def test_tables_2_and_3_use_the_meta_lstm_with_appendix_a_sizes():
 
 
 def test_runtime_options_do_not_change_the_folder_identity():
-    """--devices / --jobs / --no-progress: an existing results folder is still recognised."""
+    """--devices / --runs-devices / --distributed / --jobs / --no-progress: an existing
+    results folder is still recognised (a folder trained on one layout resumes on another)."""
     base = make_plan(table1.SPEC, TableArgs()).experiment_json
-    other = make_plan(table1.SPEC, TableArgs(devices=2, jobs=1, progress=False))
+    other = make_plan(table1.SPEC, TableArgs(devices=2, runs_devices=2, distributed=True, jobs=1,
+                                             progress=False))
     assert other.experiment_json == base
     assert make_plan(table1.SPEC, TableArgs(seeds=2)).experiment_json != base
 
