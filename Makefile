@@ -50,6 +50,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
+	$(BIN)/python -m benchmarks.table_cost all --repeats 3
 
 # On a GPU / TPU VM (at most ~8 minutes): results/device_check/device_report.{json,md}.
 # `make device-check ARGS=--smoke` runs it at tiny sizes on any backend.

@@ -1,9 +1,12 @@
 """Cost per update of a table's programs, as they are configured by its CLI defaults.
 
     python -m benchmarks.table_cost table2 --chunk 20
+    python -m benchmarks.table_cost all --repeats 3      # every table (make bench)
 
-Prints compile time and seconds per update for each program (all its runs
-vmapped), and the projected wall time of the table's full run on this machine:
+Prints compile time, seconds per update (wall, best of ``--repeats`` timed
+chunks) and process CPU seconds per update (steadier than wall time on a
+shared machine) for each program (all its runs vmapped), and the projected
+wall time of the table's full run on this machine:
 on a CPU programs run in parallel threads, one per core; on an accelerator
 they share the device, so their times add up.
 """
@@ -21,7 +24,12 @@ from cmrl_jax.train import make_trainer
 from experiments.common import TableArgs, make_plan
 
 
-def measure(table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128) -> dict:
+TABLES = ("table1", "table2", "table3", "table4")
+
+
+def measure(
+    table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128, repeats: int = 1
+) -> dict:
     """Compile and time one chunk of every program of ``table`` (e.g. "table2").
 
     Returns ``{"table", "programs": [one dict per program], "projected_table_wall_s"}``;
@@ -41,13 +49,18 @@ def measure(table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128) 
         compile_s = time.perf_counter() - t0
         state, _ = compiled(state, hp)
         jax.block_until_ready(state)
-        t0 = time.perf_counter()
-        state, _ = compiled(state, hp)
-        jax.block_until_ready(state)
-        per_update = (time.perf_counter() - t0) / chunk
+        walls, cpus = [], []
+        for _ in range(max(repeats, 1)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            state, _ = compiled(state, hp)
+            jax.block_until_ready(state)
+            walls.append((time.perf_counter() - t0) / chunk)
+            cpus.append((time.process_time() - c0) / chunk)
+        per_update = min(walls)
         programs.append({
             "program": name, "runs": len(cfg.runs), "batch_size": batch_size,
             "compile_s": round(compile_s, 1), "s_per_update": round(per_update, 4),
+            "cpu_s_per_update": round(min(cpus), 4),
             "s_per_update_per_run": round(per_update / len(cfg.runs), 5),
             "full_updates": full_updates, "projected_full_run_s": round(per_update * full_updates),
         })
@@ -60,17 +73,25 @@ def measure(table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128) 
 def main() -> None:
     """Time one chunk of every program of the table."""
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("table", help="experiment module, e.g. table1, table2, table4")
+    p.add_argument("tables", nargs="+", choices=TABLES + ("all",), help="tables to time")
     p.add_argument("--chunk", type=int, default=20, help="updates timed per program")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
+    p.add_argument("--repeats", type=int, default=1, help="timed chunks per program (best)")
     a = p.parse_args()
-    result = measure(a.table, a.chunk, a.seeds, a.batch_size)
-    for program in result["programs"]:
-        print(json.dumps(program), flush=True)
-    print(json.dumps({"projected_table_wall_s_with_parallel_programs":
-                      result["projected_table_wall_s"],
-                      "note": "training only, evaluation every 250 updates adds a little"}))
+    for name, value in (("--chunk", a.chunk), ("--seeds", a.seeds),
+                        ("--batch-size", a.batch_size), ("--repeats", a.repeats)):
+        if value < 1:
+            p.exit(2, f"error: {name} must be >= 1, got {value}\n")
+    tables = TABLES if "all" in a.tables else tuple(dict.fromkeys(a.tables))
+    for table in tables:
+        result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats)
+        for program in result["programs"]:
+            print(json.dumps({"table": table, **program}), flush=True)
+        print(json.dumps({"table": table, "projected_table_wall_s_with_parallel_programs":
+                          result["projected_table_wall_s"],
+                          "note": "training only, evaluation every 250 updates adds a little"}),
+              flush=True)
 
 
 if __name__ == "__main__":
