@@ -20,6 +20,7 @@ import os
 import platform
 import socket
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -88,24 +89,32 @@ def describe(facts: dict[str, Any]) -> str:
     return line + f"; jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, mujoco {v['mujoco']}"
 
 
-def record(folder, facts: dict[str, Any]) -> None:
+def record(folder: Path, facts: dict[str, Any]) -> None:
     """Append ``facts`` as one JSON line to ``folder / RUNTIME_FILE`` (main process only).
 
-    ``folder``: a ``pathlib.Path`` or ``etils.epath.Path`` that exists.
+    A line torn by a kill is left alone: the new one starts on a fresh line.
     """
     if not is_main_process():
         return
     path = folder / RUNTIME_FILE
-    previous = path.read_text() if path.exists() else ""
-    path.write_text(previous + json.dumps(facts, sort_keys=True) + "\n")
+    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with path.open("a") as f:
+        f.write(("\n" if torn else "") + json.dumps(facts, sort_keys=True) + "\n")
 
 
-def read_records(folder) -> list[dict[str, Any]]:
-    """The runtime facts of every session that ran in ``folder``, oldest first."""
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    """The runtime facts of every session that ran in ``folder``, oldest first (torn lines
+    skipped)."""
     path = folder / RUNTIME_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def is_main_process() -> bool:

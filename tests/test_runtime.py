@@ -52,3 +52,13 @@ def test_distributed_without_a_cluster_is_one_line(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--distributed: no cluster found" in err[0]
     assert not (tmp_path / "t").exists()
+
+
+def test_a_torn_record_does_not_spoil_the_next(tmp_path):
+    """A session killed while appending leaves half a line; the next record starts afresh."""
+    facts = runtime.backend_facts()
+    runtime.record(tmp_path, facts)
+    with (tmp_path / runtime.RUNTIME_FILE).open("a") as f:
+        f.write('{"backend": "gp')  # killed here
+    runtime.record(tmp_path, facts)
+    assert runtime.read_records(tmp_path) == [facts, facts]
