@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.device_check import check_backend
+from benchmarks.device_check import check_backend, fast_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["backend", "fast tests", "table 1", "table costs", "reacher speed",
@@ -17,6 +17,13 @@ def test_full_mode_refuses_the_cpu():
     """The full check asserts an accelerator; the smoke mode runs anywhere."""
     assert check_backend(smoke=False)["failed"]
     assert not check_backend(smoke=True)["failed"]
+
+
+def test_tests_cut_by_the_time_limit_say_so():
+    """A test step out of time is incomplete, not failed, unless a test failed before."""
+    result = fast_tests(smoke=True, left=0.5)
+    assert result["complete"] is False and result["failed"] is False
+    assert "stopped at the 0 s limit: 0 passed, 0 failed so far" == result["summary"]
 
 
 def test_smoke_mode_writes_the_report(tmp_path):
