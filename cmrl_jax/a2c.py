@@ -43,16 +43,22 @@ class A2CTerms(NamedTuple):
 
 
 def a2c_terms(
-    logits: jax.Array, actions: jax.Array, values: jax.Array, returns: jax.Array, mask: jax.Array
+    logits: jax.Array, actions: jax.Array, values: jax.Array, returns: jax.Array, mask: jax.Array,
+    policy=None,
 ) -> A2CTerms:
     """A2C terms summed over live steps.
 
     Args:
         logits: float32 [..., A]; actions: int32 [...]; values, returns: float32 [...];
         mask: bool/float [...].
+        policy: a continuous ``policy.TanhGaussian`` (then ``logits`` [..., 2d] are its
+            head and ``actions`` [..., d] its pre-squash samples); None or a
+            ``Categorical``: softmax over ``logits``.
     Returns:
         ``A2CTerms`` of scalars.
     """
+    if policy is not None and hasattr(policy, "log_prob"):
+        return _a2c_terms_continuous(policy, logits, actions, values, returns, mask)
     mask = mask.astype(jnp.float32)
     logp_all = jax.nn.log_softmax(logits, axis=-1)
     logp = jnp.take_along_axis(logp_all, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
@@ -62,6 +68,18 @@ def a2c_terms(
         policy=-jnp.sum(mask * logp * advantage),
         value=0.5 * jnp.sum(mask * jnp.square(returns - values)),
         entropy=jnp.sum(mask * entropy),
+    )
+
+
+def _a2c_terms_continuous(policy, params, actions, values, returns, mask) -> A2CTerms:
+    """``a2c_terms`` for a continuous policy: its log-probability and entropy estimate."""
+    mask = mask.astype(jnp.float32)
+    logp = policy.log_prob(params, actions)
+    advantage = jax.lax.stop_gradient(returns - values)
+    return A2CTerms(
+        policy=-jnp.sum(mask * logp * advantage),
+        value=0.5 * jnp.sum(mask * jnp.square(returns - values)),
+        entropy=jnp.sum(mask * policy.entropy(params, actions)),
     )
 
 

@@ -128,10 +128,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on the first impossible value, before any compilation."""
-        from envs.registry import registered_envs
+        from envs.registry import check_env_options, env_spec
 
-        if self.env not in registered_envs():
-            raise ConfigError(f"unknown env {self.env!r}; known: {', '.join(registered_envs())}")
+        check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"

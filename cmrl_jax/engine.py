@@ -38,15 +38,16 @@ from flax import struct
 from gymnax.environments import environment
 
 from cmrl_jax.networks import Agent
+from cmrl_jax.policy import Policy, make_policy
 
 
 class Transition(NamedTuple):
     """One decision of R rollouts. Leaves gain leading [T] axes when stacked by scan."""
 
     x: jax.Array  # float32 [R, D]   agent input
-    logits: jax.Array  # float32 [R, A]
+    logits: jax.Array  # float32 [R, P]   policy head (logits, or Gaussian mean and log std)
     value: jax.Array  # float32 [R]
-    action: jax.Array  # int32 [R]
+    action: jax.Array  # int32 [R] (discrete) or float32 [R, d] (pre-squash u, continuous)
     reward: jax.Array  # float32 [R]   raw env reward, 0 on masked steps
     live: jax.Array  # bool [R]      the step is a real decision
     goal: jax.Array  # int32 [R]     info["goal"], -1 if none or masked
@@ -61,6 +62,7 @@ class MetaEpisode(NamedTuple):
 
     explore: Transition
     exploit: Transition
+    success: jax.Array | None = None  # bool: the env's success of this meta-episode (engine)
 
 
 @struct.dataclass
@@ -69,7 +71,7 @@ class RolloutState:
 
     env_state: Any  # env state pytree, leaves [R, ...]
     obs: jax.Array  # float32 [R, O]   flattened observation
-    prev_action: jax.Array  # int32 [R]
+    prev_action: jax.Array  # int32 [R] or float32 [R, d]
     prev_reward: jax.Array  # float32 [R]
     prev_done: jax.Array  # float32 [R]
     live: jax.Array  # bool [R]   sub-episode not yet ended
@@ -87,10 +89,21 @@ def agent_input(
 ) -> jax.Array:
     """[R, O], [R], [R], [R] -> float32 [R, O + A + 2]; action -1 encodes "none"."""
     onehot = jax.nn.one_hot(prev_action, num_actions, dtype=jnp.float32)  # -1 -> zeros
+    return encode_input(obs, onehot, prev_reward, prev_done, reward_scale)
+
+
+def encode_input(
+    obs: jax.Array,
+    action_features: jax.Array,
+    prev_reward: jax.Array,
+    prev_done: jax.Array,
+    reward_scale: float,
+) -> jax.Array:
+    """[R, O], [R, F], [R], [R] -> float32 [R, O + F + 2] (F: the policy's action features)."""
     return jnp.concatenate(
         [
             obs.astype(jnp.float32),
-            onehot,
+            action_features,
             (prev_reward * reward_scale)[:, None].astype(jnp.float32),
             prev_done[:, None].astype(jnp.float32),
         ],
@@ -114,6 +127,17 @@ def _constant_first_observation(env: environment.Environment, env_params: Any) -
     return True
 
 
+def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
+    """Default success of an env that reports ``info["goal"]``: the exploit sub-episode
+    entered a goal with positive reward (bool scalar)."""
+    return jnp.any((exploit.goal >= 0) & (exploit.reward > 0))
+
+
+def _rows(live: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """``where(live, new, old)`` with ``live`` [R] broadcast over trailing axes."""
+    return jnp.where(jnp.reshape(live, live.shape + (1,) * (new.ndim - live.ndim)), new, old)
+
+
 def _broadcast(tree, r: int):
     """Add a leading rollout axis of size r to every leaf."""
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (r,) + jnp.shape(a)), tree)
@@ -132,8 +156,14 @@ class MetaEpisodeRunner:
         k_explore: int,
         horizon: int,
         reward_scale: float = 1.0,
+        success=None,
     ):
-        """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence."""
+        """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence.
+
+        ``success(exploit Transition [H, 1], task, env_params) -> bool`` defines a
+        meta-episode's success (default ``goal_success``; ``envs.registry`` resolves
+        an env's own, docs/extending.md).
+        """
         self.env = env
         self.env_params = env_params
         self.agent = agent
@@ -141,10 +171,12 @@ class MetaEpisodeRunner:
         self.k_explore = k_explore
         self.horizon = horizon
         self.reward_scale = reward_scale
-        self.num_actions = env.action_space(env_params).n
+        self.success_fn = success or goal_success
+        self.policy: Policy = make_policy(env.action_space(env_params))
+        self.num_params = self.policy.num_params  # policy-head outputs per rollout
         obs, _ = jax.eval_shape(lambda: env.reset_env(jax.random.PRNGKey(0), env_params))
         self.obs_dim = int(np.prod(obs.shape))
-        self.input_dim = self.obs_dim + self.num_actions + 2
+        self.input_dim = self.obs_dim + self.policy.feature_dim + 2
         self.num_rollouts = k_explore if concurrent else 1
         self.constant_start = _constant_first_observation(env, env_params)
         if agent.num_rollouts != self.num_rollouts:
@@ -158,7 +190,7 @@ class MetaEpisodeRunner:
         return RolloutState(
             env_state=_broadcast(state0, r),
             obs=jnp.broadcast_to(jnp.reshape(obs0, (-1,)), (r, self.obs_dim)),
-            prev_action=jnp.full((r,), -1, jnp.int32),
+            prev_action=self.policy.no_action(r),
             prev_reward=jnp.zeros((r,), jnp.float32),
             prev_done=jnp.zeros((r,), jnp.float32),
             live=jnp.ones((r,), bool),
@@ -168,8 +200,9 @@ class MetaEpisodeRunner:
 
     def _input(self, s: RolloutState) -> jax.Array:
         """Agent input of the current state."""
-        return agent_input(
-            s.obs, s.prev_action, s.prev_reward, s.prev_done, self.num_actions, self.reward_scale
+        return encode_input(
+            s.obs, self.policy.features(s.prev_action), s.prev_reward, s.prev_done,
+            self.reward_scale,
         )
 
     def _step(
@@ -192,14 +225,11 @@ class MetaEpisodeRunner:
         steps = s.live | s.pending if absorb else s.live
         memory, logits, value = net_step(params, s.memory, x, steps)
         k_act, k_env = jax.random.split(key)
-        sg = jax.lax.stop_gradient(logits)
-        if greedy:
-            action = jnp.argmax(sg, axis=-1).astype(jnp.int32)
-        else:
-            action = jax.random.categorical(k_act, sg, axis=-1).astype(jnp.int32)
+        action = self.policy.sample(k_act, jax.lax.stop_gradient(logits), greedy)
         step = jax.vmap(self.env.step_env, in_axes=(0, 0, 0, None))
         obs, env_state, reward, terminated, info = step(
-            jax.random.split(k_env, r), s.env_state, action, self.env_params
+            jax.random.split(k_env, r), s.env_state, self.policy.env_action(action),
+            self.env_params,
         )
         truncated = jax.vmap(self.env.is_truncated, in_axes=(0, None))(env_state, self.env_params)
         done = terminated | truncated | (t + 1 >= self.horizon)
@@ -212,7 +242,7 @@ class MetaEpisodeRunner:
         s = RolloutState(
             env_state=keep(env_state, s.env_state),
             obs=keep(jnp.reshape(obs, (r, -1)).astype(jnp.float32), s.obs),
-            prev_action=jnp.where(live, action, s.prev_action),
+            prev_action=_rows(live, action, s.prev_action),
             prev_reward=jnp.where(live, reward, s.prev_reward),
             prev_done=jnp.where(live, done.astype(jnp.float32), s.prev_done),
             live=live & ~done,
@@ -308,7 +338,8 @@ class MetaEpisodeRunner:
         explore, final = self.explore(params, task, k_explore, greedy)
         memory = self.handoff(params, final)
         exploit = self.exploit(params, task, memory, k_exploit, greedy)
-        return MetaEpisode(explore=explore, exploit=exploit), task
+        success = self.success_fn(exploit, task, self.env_params)
+        return MetaEpisode(explore=explore, exploit=exploit, success=success), task
 
     def memory_steps(self, live: jax.Array) -> jax.Array:
         """Which explore slots step the memory, from which are live: bool [T, R] -> [T, R].

@@ -5,7 +5,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from cmrl_jax.engine import MetaEpisode
+from cmrl_jax.engine import MetaEpisode, goal_success
 
 
 class EpisodeStats(NamedTuple):
@@ -28,9 +28,15 @@ def count_unique_goals(goals: jax.Array) -> jax.Array:
 
 
 def episode_stats(ep: MetaEpisode) -> EpisodeStats:
-    """Statistics of one meta-episode (success = a goal with positive reward in exploit)."""
+    """Statistics of one meta-episode.
+
+    Success is the env's (``ep.success``, set by the engine from the env's hook,
+    docs/extending.md); without it, a goal with positive reward entered in exploit.
+    Visited goals count ``info["goal"]``: 0 for an env that reports none (its
+    tables and figures omit the metric, ``envs.registry.EnvInfo.reports_goals``).
+    """
     x = ep.exploit
-    success = jnp.any((x.goal >= 0) & (x.reward > 0))
+    success = goal_success(x, None, None) if ep.success is None else ep.success
     return EpisodeStats(
         success=success.astype(jnp.float32),
         visited_goals=count_unique_goals(ep.explore.goal),

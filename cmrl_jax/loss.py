@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from cmrl_jax.a2c import a2c_terms, discounted_returns
 from cmrl_jax.config import TrainConfig
-from cmrl_jax.divergence import cross_divergence, divergence_fn
+from cmrl_jax.divergence import cross_divergence
 from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.rewards import apply_scheme
@@ -76,8 +76,8 @@ def meta_episode_loss(
     e, x = ep.explore, ep.exploit
     train_r = training_rewards(ep, scheme, cfg.k_explore, cfg.concurrent)
     g_e, g_x = meta_episode_returns(ep, train_r, cfg.gamma)
-    te = a2c_terms(e.logits, e.action, e.value, g_e, e.live)
-    tx = a2c_terms(x.logits, x.action, x.value, g_x, x.live)
+    te = a2c_terms(e.logits, e.action, e.value, g_e, e.live, runner.policy)
+    tx = a2c_terms(x.logits, x.action, x.value, g_x, x.live, runner.policy)
     slots = e.live.size + x.live.size
     a2c = (
         te.policy
@@ -89,7 +89,7 @@ def meta_episode_loss(
 
     l_div = jnp.zeros(())
     if cfg.concurrent:
-        div = divergence_fn(cfg.divergence)
+        div = runner.policy.divergence(cfg.divergence)
         for perm in perms:
             cross = runner.rerun_explore(params, e.x[:, perm], e.live[:, perm])
             l_div += cross_divergence(e.logits, cross, perm, e.live, div)

@@ -16,6 +16,7 @@ from cmrl_jax.a2c import linear_anneal
 from cmrl_jax.config import TrainConfig, get_method
 from cmrl_jax.divergence import sample_derangement
 from cmrl_jax.engine import MetaEpisodeRunner
+from cmrl_jax.envspec import resolve_success
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import make_agent
@@ -27,8 +28,9 @@ from cmrl_jax.parallel import (
     runs_sharding,
     shard_batch,
 )
+from cmrl_jax.policy import make_policy
 from cmrl_jax.rewards import scheme_id
-from envs.registry import make_env
+from envs.registry import env_spec, make_env
 
 
 class HParams(struct.PyTreeNode):
@@ -82,8 +84,8 @@ class Trainer:
 def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
     """Environment, agent and meta-episode engine of ``cfg``."""
     env, env_params = make_env(cfg.env, **dict(cfg.env_kwargs))
-    num_actions = env.action_space(env_params).n
-    agent = make_agent(cfg.architecture, cfg.hidden, num_actions, cfg.k_explore)
+    policy = make_policy(env.action_space(env_params))  # categorical or tanh-Gaussian head
+    agent = make_agent(cfg.architecture, cfg.hidden, policy.num_params, cfg.k_explore)
     return MetaEpisodeRunner(
         env,
         env_params,
@@ -92,6 +94,7 @@ def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
         k_explore=cfg.k_explore,
         horizon=cfg.horizon,
         reward_scale=cfg.reward_input_scale,
+        success=resolve_success(env_spec(cfg.env), env, env_params),  # the env's contract
     )
 
 
