@@ -78,7 +78,7 @@ def check_batch(mesh: Mesh | None, batch_size: int) -> None:
         n = mesh.shape[DATA_AXIS]
         raise ConfigError(
             f"batch size {batch_size} does not split over the {n} devices of the data axis; "
-            f"use a multiple of {n}, or more --runs-devices"
+            f"use a multiple of {n}, fewer --devices or more --runs-devices"
         )
 
 

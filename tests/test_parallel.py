@@ -85,6 +85,15 @@ def test_cli_refuses_more_devices_than_present(tmp_path, capsys):
     assert not (tmp_path / "t").exists()
 
 
+def test_batch_must_split_over_the_data_axis():
+    """Checked against the mesh's axis sizes (a stand-in: this process has one device)."""
+    from types import SimpleNamespace
+
+    check_batch(SimpleNamespace(shape={"runs": 2, "data": 4}), 128)
+    with pytest.raises(ConfigError, match="batch size 128 does not split over the 3 devices"):
+        check_batch(SimpleNamespace(shape={"runs": 1, "data": 3}), 128)
+
+
 def test_default_split_puts_runs_first():
     """runs axis = gcd(devices, runs) unless given; the batch gets the rest."""
     assert mesh_shape(8, 0, 6) == (2, 4)
