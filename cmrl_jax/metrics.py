@@ -82,10 +82,15 @@ def render_table(
     thresholds: tuple[float, ...],
     title: str,
     not_in_paper: list[str] | tuple[str, ...] = (),
+    visited: bool = True,
 ) -> str:
-    """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper")."""
+    """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper").
+
+    ``visited=False`` (an env that reports no goals) omits the Visited Goals column.
+    """
     th = [f"{round(100 * t)}" for t in thresholds]
-    head = ["Model", "source", "AuC", "Final Perf.", *[f"{t}%" for t in th], "Visited Goals", "lr"]
+    goals = ["Visited Goals"] if visited else []
+    head = ["Model", "source", "AuC", "Final Perf.", *[f"{t}%" for t in th], *goals, "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in ours.items():
         lines.append(
@@ -97,7 +102,8 @@ def render_table(
                     f"{s['auc']:.2f}",
                     f"{s['final_success_mean']:.1f} ± {s['final_success_std']:.1f}%",
                     *[_fmt_int(s["updates_until"][t]) for t in th],
-                    f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}",
+                    *([f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}"]
+                      if visited else []),
                     f"{s['learning_rate']:g}",
                 ]
             )
@@ -115,7 +121,7 @@ def render_table(
                         f"{p['auc']:.2f}",
                         f"{p['final']:.1f} ± {p['final_std']:.1f}%",
                         *until,
-                        f"{p['visited']:.2f}",
+                        *([f"{p['visited']:.2f}"] if visited else []),
                         "",
                     ]
                 )

@@ -8,8 +8,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int | None = None):
-    """Two panels (success %, visited goals), one line per method, band = min..max over seeds."""
+def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int | None = None,
+                visited: bool = True):
+    """Two panels (success %, visited goals), one line per method, band = min..max over seeds.
+
+    ``visited=False`` (an env that reports no goals): the success panel only.
+    """
+    if not visited:
+        return _plot_success(curves, path, title)
     fig, axes = plt.subplots(2, 1, figsize=(9.0, 6.4), sharex=True)
     for method, c in curves.items():
         x = c["updates"]
@@ -33,3 +39,24 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int 
     plt.close(fig)
     return path
 
+
+
+def _plot_success(curves: dict[str, dict], path: Path, title: str):
+    """The success panel alone, one line per method, band = min..max over seeds."""
+    fig, ax = plt.subplots(1, 1, figsize=(9.0, 3.6))
+    for method, c in curves.items():
+        v = c["success"] * 100.0
+        (line,) = ax.plot(c["updates"], v.mean(axis=0), label=method)
+        ax.fill_between(c["updates"], v.min(axis=0), v.max(axis=0), color=line.get_color(),
+                        alpha=0.2)
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("updates")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

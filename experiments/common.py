@@ -68,8 +68,10 @@ class TableSpec:
     sweep_grid: tuple[float, ...]  # Appendix A learning-rate grid
     thresholds: tuple[float, ...]
     paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
-    num_goals: int
+    num_goals: int | None
     oracle: Any = None  # optional () -> markdown text appended under the table
+    hidden: int | None = None  # LSTM size of every program (None: the method's)
+    visited_goals: bool = True  # the env reports goals (False: the metric is omitted)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
                 for seed in range(args.seeds):
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
         cfg = dataclasses.replace(
-            base, architecture=arch, hidden=get_method(rows[0].method).hidden, runs=tuple(runs)
+            base, architecture=arch, hidden=spec.hidden or get_method(rows[0].method).hidden,
+            runs=tuple(runs),
         )
         cfg.validate()
         programs.append((arch, cfg))
@@ -311,7 +314,8 @@ def _wait_for(futures: list) -> list[dict]:
         raise  # not reached
 
 
-def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
+def run_table(spec: TableSpec, argv: list[str] | None = None,
+              args: "TableArgs | None" = None) -> dict:
     """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure.
 
     Everything is checked, and the folder's writer lock taken, before anything
@@ -319,7 +323,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None) -> dict:
     """
     from cmrl_jax.lock import check_writable, writer_lock
 
-    args = parse_cli(TableArgs, argv, spec.title)
+    args = args if args is not None else parse_cli(TableArgs, argv, spec.title)
     folder_lock = contextlib.ExitStack()
     try:
         from cmrl_jax import runtime
@@ -379,7 +383,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     methods = [r.label for r in spec.rows if r.label in cs]
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
-    table = render_table(ours, spec.paper, spec.thresholds, spec.title, not_in_paper)
+    table = render_table(ours, spec.paper, spec.thresholds, spec.title, not_in_paper,
+                         visited=spec.visited_goals)
     if spec.oracle is not None:
         table += "\n" + spec.oracle() + "\n"
     result = {"methods": ours, "sweep": sweep_report}
@@ -390,7 +395,7 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     if sweep_report:
         (plan.folder / "sweep.json").write_text(json.dumps(clean_json(sweep_report), indent=1))
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / f"{spec.name}.png",
-                      spec.title, spec.num_goals)
+                      spec.title, spec.num_goals, visited=spec.visited_goals)
     print()
     print(table)
     if sweep_report:
