@@ -61,8 +61,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=6)
     p.add_argument("--chunk", type=int, default=50)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--arch", nargs="*", default=list(CASES))
+    p.add_argument("--arch", nargs="*", default=list(CASES), choices=list(CASES))
     a = p.parse_args()
+    for name in ("runs", "chunk", "batch"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(a, name)}")
     print(json.dumps({"device": str(jax.devices()[0]), "machine": platform.machine(),
                       "devices": jax.local_device_count()}))
     for arch in a.arch:
