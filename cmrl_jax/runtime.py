@@ -131,8 +131,11 @@ def init_distributed() -> None:
     """Join the cluster this process belongs to (``jax.distributed.initialize``).
 
     ConfigError (one line, exit 2 from the CLIs) when no cluster is detected or
-    joining fails. Must run before anything touches a device.
+    joining fails. Must run before anything touches a device; a second call
+    does nothing.
     """
+    if jax.distributed.is_initialized():
+        return
     if not cluster_detected():
         raise ConfigError(
             "--distributed: no cluster found; set JAX_COORDINATOR_ADDRESS=host:port, "

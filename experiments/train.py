@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the generic experiment from the command line."""
     args = parse_cli(TrainArgs, argv, inspect.getdoc(sys.modules[__name__]).splitlines()[0])
     try:
+        if args.distributed:  # before building the env touches a device
+            from cmrl_jax.runtime import init_distributed
+
+            init_distributed()
         spec, args = make_spec(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
