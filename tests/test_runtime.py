@@ -42,12 +42,17 @@ def test_folder_made_on_one_backend_resumes_on_another(tmp_path):
     assert [r["backend"] for r in records] == ["gpu", "cpu"]
 
 
-def test_distributed_without_a_cluster_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["table1", "train"])
+def test_distributed_without_a_cluster_is_one_line(tmp_path, capsys, monkeypatch, command):
     """--distributed where no cluster is named: one line, exit 2, nothing written."""
+    from experiments import train
+
     for name in runtime.CLUSTER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    main, argv = {"table1": (table1.main, []), "train": (train.main, ["--env", "monty_hall"])}[
+        command]
     with pytest.raises(SystemExit) as e:
-        table1.main(["--distributed", "--out", str(tmp_path / "t"), "--no-progress"])
+        main(argv + ["--distributed", "--out", str(tmp_path / "t"), "--no-progress"])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--distributed: no cluster found" in err[0]
