@@ -165,9 +165,9 @@ def test_kills_and_signals_resume_to_the_same_table(reference, tmp_path, trial):
         assert "Traceback" not in err, (fault, err)
         if code != 0:  # finished before the fault (possible on an idle machine) is fine too
             assert code == {"SIGINT": 130, "SIGTERM": -15}.get(fault, -9), (fault, code, err)
-        if code == 130:
-            assert err.strip().splitlines() == [
-                "interrupted: run the same command again to resume"], err
+        if code == 130:  # (orbax may warn first that it removes a killed save's tmp step)
+            assert err.strip().splitlines()[-1] == (
+                "interrupted: run the same command again to resume"), err
     code, err = _finish(_start(folder))
     assert code == 0, err
     assert _outcome(folder) == want
