@@ -15,7 +15,9 @@ Writes ``device_report.json`` and ``device_report.md`` to ``--out`` (default
    (``benchmarks.reacher_speed``);
 6. physics precision: MJX against MuJoCo C over 60 random decisions, at the
    physics' full precision and at the backend's default matmul precision;
-7. peak device memory of this process (steps 4-6; steps 2 and 3 run apart).
+7. runs scaling (two or more devices): Table 1's programs on one device and
+   with their runs split over two (target: >= 1.8x);
+8. peak device memory of this process (steps 4-7; steps 2 and 3 run apart).
 A step that fails or runs out of the time budget is recorded as such and the
 others still run; the exit status is 1 if any step failed.
 """
@@ -86,7 +88,10 @@ class Report:
             t0 = time.perf_counter()
             try:
                 details = fn(self.left())
-                step.update(status="failed" if details.pop("failed", False) else "ok", **details)
+                status = "failed" if details.pop("failed", False) else "ok"
+                if details.get("not_applicable"):
+                    status = "not applicable"
+                step.update(status=status, **details)
             except Exception as e:  # a broken step must not hide the others
                 step.update(status="failed", error=f"{type(e).__name__}: {e}",
                             traceback=traceback.format_exc()[-2000:])
@@ -218,6 +223,23 @@ def physics_precision(smoke: bool) -> dict:
             "starts": starts}
 
 
+def runs_scaling(smoke: bool) -> dict:
+    """Speed-up of Table 1's programs from one device to runs split over two."""
+    if jax.local_device_count() < 2:
+        return {"not_applicable": f"{jax.local_device_count()} device: nothing to split"}
+    from benchmarks.table_cost import measure
+
+    chunk, batch = (2, 8) if smoke else (50, 128)
+    per_update = {}
+    for devices in (1, 2):
+        result = measure("table1", chunk=chunk, batch_size=batch, repeats=2, devices=devices,
+                         runs_devices=devices)
+        per_update[devices] = sum(p["s_per_update"] for p in result["programs"])
+    speedup = per_update[1] / per_update[2]
+    return {"s_per_update": per_update, "speedup": round(speedup, 2),
+            "target_met": speedup >= 1.8}
+
+
 def peak_memory() -> dict:
     """Peak bytes in use on each local device (None where the backend does not say)."""
     peaks = []
@@ -247,7 +269,8 @@ def _summary(step: dict) -> str:
     """One table cell: the step's headline numbers."""
     name = step["step"]
     if step["status"] != "ok":
-        return step.get("error") or step.get("reason") or step.get("summary") or ""
+        return (step.get("error") or step.get("reason") or step.get("not_applicable")
+                or step.get("summary") or "")
     if name == "backend":
         return step["line"]
     if name == "fast tests":
@@ -267,6 +290,8 @@ def _summary(step: dict) -> str:
                          for r in step["rows"])
     if name == "physics precision":
         return ", ".join(f"{k}: {v:.1e} rad" for k, v in step["max_abs_angle_error_rad"].items())
+    if name == "runs scaling":
+        return f"2 devices {step['speedup']}x one device (target 1.8x)"
     if name == "peak memory":
         return f"{step['peak_gib']} GiB" if step["peak_gib"] is not None else "not reported"
     return ""
@@ -289,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.run("table costs", lambda left: table_costs(a.smoke, left))
     rep.run("reacher speed", lambda left: reacher_speed(a.smoke))
     rep.run("physics precision", lambda left: physics_precision(a.smoke))
+    rep.run("runs scaling", lambda left: runs_scaling(a.smoke))
     rep.run("peak memory", lambda left: peak_memory())
-    ok = all(s["status"] == "ok" for s in rep.steps)
+    ok = all(s["status"] in ("ok", "not applicable") for s in rep.steps)
     report = {"smoke": a.smoke, "ok": ok, "total_s": round(time.perf_counter() - rep.t0, 1),
               "facts": runtime.backend_facts(), "steps": rep.steps}
     (out / "device_report.json").write_text(json.dumps(report, indent=1, default=str))

@@ -20,21 +20,24 @@ import time
 
 import jax
 
+from cmrl_jax.parallel import program_mesh
+from cmrl_jax.runtime import mesh_shape
 from cmrl_jax.train import make_trainer
 from experiments.common import TableArgs, make_plan
-
 
 TABLES = ("table1", "table2", "table3", "table4")
 
 
 def measure(
-    table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128, repeats: int = 1
+    table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128, repeats: int = 1,
+    devices: int = 1, runs_devices: int = 0,
 ) -> dict:
     """Compile and time one chunk of every program of ``table`` (e.g. "table2").
 
     Returns ``{"table", "programs": [one dict per program], "projected_table_wall_s"}``;
-    a program's dict has its runs, compile seconds, seconds per update and the
-    projected seconds of its full run (training only).
+    a program's dict has its runs, mesh, compile seconds, seconds per update and
+    the projected seconds of its full run (training only). ``devices`` /
+    ``runs_devices``: the mesh, as the CLIs' ``--devices`` / ``--runs-devices``.
     """
     spec = importlib.import_module(f"experiments.{table}").SPEC
     plan = make_plan(spec, TableArgs(seeds=seeds, batch_size=batch_size))
@@ -42,7 +45,8 @@ def measure(
     for name, cfg in plan.programs:
         full_updates = cfg.num_updates
         cfg = dataclasses.replace(cfg, chunk_updates=chunk, num_updates=chunk)
-        trainer = make_trainer(cfg)
+        mesh = program_mesh(cfg, devices, runs_devices)
+        trainer = make_trainer(cfg, mesh)
         state, hp = trainer.init()
         t0 = time.perf_counter()
         compiled = trainer.train_chunk.lower(state, hp).compile()
@@ -59,6 +63,7 @@ def measure(
         per_update = min(walls)
         programs.append({
             "program": name, "runs": len(cfg.runs), "batch_size": batch_size,
+            "mesh": mesh_shape(mesh),
             "compile_s": round(compile_s, 1), "s_per_update": round(per_update, 4),
             "cpu_s_per_update": round(min(cpus), 4),
             "s_per_update_per_run": round(per_update / len(cfg.runs), 5),
