@@ -17,9 +17,12 @@ EVAL_FILE = "eval.jsonl"
 
 
 def _parse(path: Path) -> list[dict]:
-    """Every complete row of ``path`` in file order; a torn last line is left out."""
-    text = path.read_text()
-    lines = text.split("\n")
+    """Every complete row of ``path`` in file order.
+
+    Rows are appended with their newline in one write, so text after the last
+    newline is a torn append: left out here, cut off by ``cut_torn_tail``.
+    """
+    *lines, _torn = path.read_text().split("\n")
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -27,8 +30,6 @@ def _parse(path: Path) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            if number == len(lines):  # no newline after it: a torn append
-                break
             raise ConfigError(
                 f"{path} line {number} is not a JSON row; repair or remove it "
                 "(nothing was changed)"

@@ -28,7 +28,7 @@ import pytest
 
 from cmrl_jax.checkpoint import DAMAGED_DIR, Checkpointer
 from cmrl_jax.config import ConfigError, RunSpec
-from cmrl_jax.eval_log import EVAL_FILE, read_history
+from cmrl_jax.eval_log import EVAL_FILE, cut_torn_tail, read_history
 from cmrl_jax.lock import writer_lock
 from cmrl_jax.loop import NonFiniteError, run_training
 from experiments import figure6, table1
@@ -304,6 +304,17 @@ def test_torn_eval_log_line_is_cut_and_rewritten(finished, tmp_path):
         f.write(torn)
     run_training(TINY, folder, progress=False)
     assert (folder / EVAL_FILE).read_text() == (finished / EVAL_FILE).read_text()
+
+
+@pytest.mark.parametrize("tail", ["", '{"upd', '{"update": 2, "run": 0}'])
+def test_text_after_the_last_newline_is_a_torn_append(tmp_path, tail):
+    """Readers leave out whatever follows the last newline, even a row that parses (its
+    newline never made it), and the writer cuts exactly that."""
+    rows = "".join(json.dumps({"update": u, "run": 0}) + "\n" for u in (0, 1))
+    (tmp_path / EVAL_FILE).write_text(rows + tail)
+    assert [r["update"] for r in read_history(tmp_path)] == [0, 1]
+    cut_torn_tail(tmp_path)
+    assert (tmp_path / EVAL_FILE).read_text() == rows
 
 
 # --- one writer, bad output locations -------------------------------------------------------
