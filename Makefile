@@ -7,11 +7,12 @@ ARGS   ?=
 
 # JAX's persistent compilation cache, outside the repository.
 export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/cmrl_jax/jax-cache
-# Which JAX to install: cpu (default), cuda (NVIDIA GPUs, CUDA 12) or tpu (TPU VMs).
+# Which JAX to install: cpu (default), cuda (NVIDIA GPUs, CUDA 12) or tpu (TPU VMs);
+# remembered in .venv/.device, so later targets keep the accelerator install.
 # Runs use whatever backend JAX finds (CPU only where there is no accelerator);
 # `JAX_PLATFORMS=cpu make ...` forces the CPU. `make test` stays on the CPU unless
 # CMRL_TEST_ACCELERATOR=1 (tests/conftest.py).
-DEVICE ?= cpu
+DEVICE ?= $(or $(shell cat $(VENV)/.device 2>/dev/null),cpu)
 ifeq ($(DEVICE),cpu)
 EXTRAS := dev
 else ifneq ($(filter $(DEVICE),cuda tpu),)
@@ -28,6 +29,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@echo $(DEVICE) > $(VENV)/.device
 	@touch $(STAMP)
 
 reproduce-table1: $(STAMP)
