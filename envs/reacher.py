@@ -355,13 +355,17 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
             _, (qs, vs) = jax.lax.scan(body, data, None, length=steps)
         return qs, vs
 
+    def torques(self, action: jax.Array) -> jax.Array:
+        """The two joint torques of an action (envs/reacher_continuous.py overrides it)."""
+        return jnp.asarray(TORQUES)[jnp.asarray(action, jnp.int32)]
+
     def step_env(
         self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams
     ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
         """Apply the action's torques for ``frame_skip`` physics steps; touching a
         target pays its hidden reward and terminates."""
         del key
-        ctrl = jnp.asarray(TORQUES)[jnp.asarray(action, jnp.int32)]
+        ctrl = self.torques(action)
         qs, vs = self.physics(state.qpos, state.qvel, ctrl, params.frame_skip)
         path = fingertip(jnp.concatenate([state.qpos[None], qs], axis=0))  # [F + 1, 2]
         goal, segment = first_hit(path, state.targets, params.distance_threshold)

@@ -150,6 +150,8 @@ GYMNAX_HOOKS: dict[str, dict[str, Any]] = {
     ),
     "PointRobot-misc": dict(
         k_explore=3, horizon=20, architecture="meta_lstm", success_threshold=0.0,
+        # a Gaussian's differential entropy has no ceiling: a small bonus
+        config=(("entropy_explore_start", 0.05), ("entropy_exploit_start", 0.05)),
         learning_rate=3e-3, lambda_div=0.01,
         description="a point robot on a half circle of goals (continuous forces); success: "
                     "the exploit sub-episode enters the goal's radius",
@@ -212,3 +214,27 @@ def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str | None = Non
 register_env("reacher", _reacher, k_explore=3, horizon=15, architecture="meta_lstm",
              config=(*_NAVIGATION[:3], ("divergence", "js")), learning_rate=2.5e-3,
              lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals)
+
+
+def _reacher_continuous(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
+                        distance_threshold: float | None = None):
+    """N-Reacher with two continuous torques in [-1, 1] (envs/reacher_continuous.py)."""
+    from envs.reacher_continuous import ContinuousNReacher
+
+    options = {k: v for k, v in (("integrator", integrator),
+                                 ("distance_threshold", distance_threshold)) if v is not None}
+    env = ContinuousNReacher(num_goals, **options)
+    return env, env.default_params.replace(max_steps_in_episode=horizon)
+
+
+def _uniform_torques(env, params, k_explore: int, horizon: int) -> float:
+    """Uniform random torques (envs/reacher_continuous.py)."""
+    from envs.reacher_continuous import uniform_torque_rate
+
+    return uniform_torque_rate(env, params, k_explore, horizon)
+
+
+register_env("reacher_continuous", _reacher_continuous, k_explore=3, horizon=15,
+             architecture="meta_lstm", config=(*_NAVIGATION[:3], ("divergence", "js")),
+             learning_rate=2.5e-3, lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals,
+             chance=_uniform_torques, chance_text="uniform random torques")

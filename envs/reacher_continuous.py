@@ -1,0 +1,61 @@
+"""N-Reacher with continuous torques: Reacher-v2's action space, two torques in [-1, 1].
+
+Everything but the action is ``envs.reacher.NReacher`` (same arm, physics,
+targets, threshold, observation, H): the action is the pair of joint torques
+itself, clipped to [-1, 1] as MuJoCo's ``ctrlrange`` would. Registered as
+``reacher_continuous`` beside the discrete ``reacher``; the policy is the
+tanh-squashed diagonal Gaussian (``cmrl_jax.policy.TanhGaussian``).
+"""
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import spaces
+
+from envs.reacher import EnvParams, NReacher
+
+
+class ContinuousNReacher(NReacher):
+    """NReacher whose action is the torque pair, Box([-1, 1]^2)."""
+
+    def torques(self, action: jax.Array) -> jax.Array:
+        """float [2] -> clipped to [-1, 1]."""
+        return jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
+
+    @property
+    def name(self) -> str:
+        """Environment name, e.g. ``ContinuousReacher-3``."""
+        return f"ContinuousReacher-{self.num_goals}"
+
+    @property
+    def num_actions(self) -> int:
+        """Two torques."""
+        return 2
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Box:
+        """Box([-1, 1]^2), as Reacher-v2."""
+        return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
+
+
+def uniform_torque_rate(env: ContinuousNReacher, params: EnvParams, k_explore: int,
+                        horizon: int, num_tasks: int = 2048, seed: int = 0) -> float:
+    """Uniform random torques in [-1, 1]^2 for H decisions: fraction of sampled tasks in
+    which the positive target is the first one touched (the random-action rate)."""
+    from envs.reacher_oracle import sample_tasks
+
+    params = params.replace(max_steps_in_episode=horizon)
+    states = sample_tasks(env, params, num_tasks, seed)
+    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), (horizon, num_tasks, 2),
+                                 minval=-1.0, maxval=1.0)
+    keys = jax.random.split(jax.random.PRNGKey(0), num_tasks)
+
+    @jax.jit
+    def run(states, actions):
+        def body(carry, a):
+            s, first = carry
+            _, s, _, _, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(keys, s, a, params)
+            return (s, jnp.where(first >= 0, first, info["goal"])), None
+
+        init = (states, jnp.full((num_tasks,), -1, jnp.int32))
+        return jax.lax.scan(body, init, actions)[0][1]
+
+    return float(jnp.mean(run(states, actions) == states.positive))
