@@ -108,7 +108,7 @@ class TableArgs:
     distributed: bool = False
     """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
-    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore=0.02)"""
+    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02)"""
 
 
 # How a run is carried out, not what it computes: not part of a results folder's identity.

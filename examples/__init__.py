@@ -1,0 +1,1 @@
+"""Example environments brought by a user (docs/extending.md)."""
