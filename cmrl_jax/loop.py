@@ -164,7 +164,7 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             fault = nonfinite_message(cfg, np.asarray(metrics.finite), chunk * cfg.chunk_updates)
             if fault is not None:
                 bar.close()
-                raise NonFiniteError(fault)
+                raise NonFiniteError(f"{folder}: {fault}")  # the program's folder
             stats = trainer.evaluate(state, hp)
             # Every run advances together; counted here, since with several processes
             # the runs' own counters are shards no single process holds.

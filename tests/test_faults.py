@@ -189,7 +189,8 @@ def test_nonfinite_run_stops_and_keeps_the_last_finite_update(tmp_path):
         run_training(NAN_CFG, tmp_path, progress=False)
     message = str(exc.value)
     assert message.startswith(
-        "run 1 (StDev-Until-Exploit, seed 1, learning rate 1e+38) became non-finite at update 2"
+        f"{tmp_path}: run 1 (StDev-Until-Exploit, seed 1, learning rate 1e+38) became "
+        "non-finite at update 2"
     ), message
     assert "keeps update 1" in message
     rows = read_history(tmp_path)
