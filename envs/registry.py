@@ -51,9 +51,25 @@ def _known() -> str:
 
 
 def env_spec(name: str) -> EnvSpec:
-    """The spec of a registered env or a ``gymnax:<id>``; UnknownEnvError otherwise."""
+    """The spec of a registered env, a ``gymnax:<id>``, or ``module:name`` (a user's module,
+    imported first: it registers ``name``); UnknownEnvError otherwise.
+
+    ``module:name`` is what a config should record for a user's env: any later
+    process (resume, ``load_policy``) can then rebuild it.
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if ":" in name and not name.startswith(GYMNAX_PREFIX):
+        import importlib
+
+        module, registered = name.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UnknownEnvError(f"env {name}: cannot import {module!r} ({e})") from None
+        if registered not in _REGISTRY:
+            raise UnknownEnvError(f"env {name}: module {module!r} registers no {registered!r}")
+        return _REGISTRY[registered]
     if name.startswith(GYMNAX_PREFIX):
         import gymnax
 
@@ -234,7 +250,12 @@ def _uniform_torques(env, params, k_explore: int, horizon: int) -> float:
     return uniform_torque_rate(env, params, k_explore, horizon)
 
 
+# As the discrete Reacher, but a small entropy bonus for both phases: a Gaussian's entropy
+# has no ceiling, and at 1.0 the std runs to its clip (bang-bang torques; docs/results.md).
+_CONTINUOUS = (("entropy_explore_start", 0.05), ("entropy_exploit_start", 0.05),
+               ("reward_input_scale", 10.0), ("divergence", "js"))
+
 register_env("reacher_continuous", _reacher_continuous, k_explore=3, horizon=15,
-             architecture="meta_lstm", config=(*_NAVIGATION[:3], ("divergence", "js")),
+             architecture="meta_lstm", config=_CONTINUOUS,
              learning_rate=2.5e-3, lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals,
              chance=_uniform_torques, chance_text="uniform random torques")

@@ -4,7 +4,7 @@
     python -m experiments.train --env gymnax:MetaMaze-misc --env-option maze_size=5
     python -m experiments.train --env gymnax:PointRobot-misc --methods ERL2 Max-Until-Exploit
     python -m experiments.train --env reacher_continuous --k-explore 3 --horizon 15
-    cmrl-train --env examples.key_door:key_door ...     # a module:name env is imported first
+    cmrl-train --env examples.hidden_chest:hidden_chest  # a module:name env is imported first
 
 Same outputs, resume and bad-input rules as the paper tables (experiments/common.py):
 ``--out`` gets ``table.md`` / ``table.json`` / a figure and one subfolder per
@@ -17,7 +17,6 @@ method (32 sequential, 16 CMRL) unless ``--hidden``.
 
 import ast
 import dataclasses
-import importlib
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -59,18 +58,6 @@ class TrainArgs(TableArgs):
     """LSTM size of every method (default: the method's, 32 sequential / 16 CMRL)"""
     sweep_grid: tuple[float, ...] = SWEEP_GRID
     """learning rates tried by --sweep"""
-
-
-def _import_env(name: str) -> str:
-    """``module:name`` -> import ``module`` (it registers ``name``) and return ``name``."""
-    if ":" not in name or name.startswith("gymnax:"):
-        return name
-    module, env = name.split(":", 1)
-    try:
-        importlib.import_module(module)
-    except ImportError as e:
-        raise ConfigError(f"--env {name}: cannot import {module!r} ({e})") from None
-    return env
 
 
 def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
@@ -136,7 +123,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     from cmrl_jax.policy import make_policy
     from envs.registry import env_spec, make_env
 
-    name = _import_env(args.env)
+    name = args.env  # module:name is kept: a later process re-imports the module
     spec = env_spec(name)
     env_kwargs = parse_env_options(name, args.env_option)
     try:
@@ -168,7 +155,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     goals = reports_goals(env, params)
     methods = tuple(METHODS)
     table = TableSpec(
-        name=f"train-{name.replace(':', '-')}",
+        name=f"train-{name.replace(':', '-').replace('.', '-')}",
         title=f"{name} (K = {k}, H = {h})",
         cmrl_architecture=arch,
         base=base,

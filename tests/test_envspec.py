@@ -98,3 +98,13 @@ def test_generic_command_bad_input(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_module_name_imports_a_user_env():
+    """module:name imports the module (it registers name), so a config can name a user env."""
+    env, _ = make_env("examples.hidden_chest:hidden_chest", num_chests=4)
+    assert env.num_chests == 4
+    with pytest.raises(UnknownEnvError, match="cannot import"):
+        make_env("no_such_module_xyz:env")
+    with pytest.raises(UnknownEnvError, match="registers no"):
+        make_env("examples.hidden_chest:other")

@@ -71,7 +71,7 @@ def test_pooled_frequency():
 
 TINY = TrainConfig(
     env="color_choice",
-    env_kwargs=(("num_goals", 2), ("height", 3), ("width", 4), ("horizon", 3)),
+    env_kwargs=(("num_goals", 2), ("height", 5), ("width", 6), ("horizon", 3)),  # 3 x 4 free
     k_explore=2,
     horizon=3,
     hidden=4,
