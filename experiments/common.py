@@ -300,18 +300,14 @@ def _wait_for(futures: list) -> list[dict]:
     """Every program's rows; exits at the first program that fails (statuses above)."""
     from cmrl_jax.loop import NonFiniteError
 
-    try:
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:
-            error = f.exception() if f.done() else None
-            if isinstance(error, ConfigError):
-                _exit_now(EXIT_USAGE, f"error: {error}")
-            if isinstance(error, NonFiniteError):
-                _exit_now(EXIT_NONFINITE, f"error: {error}; no table written")
-        return [row for f in futures for row in f.result()]
-    except KeyboardInterrupt:
-        _exit_now(EXIT_INTERRUPTED, "\ninterrupted: run the same command again to resume")
-        raise  # not reached
+    wait(futures, return_when=FIRST_EXCEPTION)
+    for f in futures:
+        error = f.exception() if f.done() else None
+        if isinstance(error, ConfigError):
+            _exit_now(EXIT_USAGE, f"error: {error}")
+        if isinstance(error, NonFiniteError):
+            _exit_now(EXIT_NONFINITE, f"error: {error}; no table written")
+    return [row for f in futures for row in f.result()]
 
 
 def run_table(spec: TableSpec, argv: list[str] | None = None,
@@ -343,7 +339,11 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     with folder_lock:
-        return _train_and_report(spec, args, plan, meshes)
+        try:
+            return _train_and_report(spec, args, plan, meshes)
+        except KeyboardInterrupt:  # while training, or writing the table (rerun rewrites it)
+            _exit_now(EXIT_INTERRUPTED, "\ninterrupted: run the same command again to resume")
+            raise  # not reached: _exit_now ends the process
 
 
 def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list) -> dict:

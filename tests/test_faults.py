@@ -86,9 +86,10 @@ def _saving(folder: Path) -> bool:
     return any(folder.glob("*/checkpoints/*.orbax-checkpoint-tmp*"))
 
 
-def _steps(folder: Path) -> int:
-    """Finished checkpoint steps over both programs."""
-    return sum(1 for p in folder.glob("*/checkpoints/*") if p.name.isdigit())
+def _progress(folder: Path) -> int:
+    """Sum over the programs of their newest finished checkpoint step."""
+    return sum(max((int(p.name) for p in (folder / name / "checkpoints").glob("*")
+                    if p.name.isdigit()), default=0) for name in PROGRAMS)
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +159,8 @@ def test_kills_and_signals_resume_to_the_same_table(reference, tmp_path, trial):
             _wait_for(lambda p=proc: _saving(folder) or p.poll() is not None)
             proc.send_signal(signal.SIGKILL)
         else:
-            before = _steps(folder)
-            _wait_for(lambda b=before, p=proc: _steps(folder) > b or p.poll() is not None)
+            before = _progress(folder)
+            _wait_for(lambda b=before, p=proc: _progress(folder) > b or p.poll() is not None)
             proc.send_signal(getattr(signal, fault))
         code, err = _finish(proc)
         assert "Traceback" not in err, (fault, err)
