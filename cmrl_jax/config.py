@@ -153,6 +153,9 @@ class TrainConfig:
         for name, value in positive.items():
             if int(value) != value or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value}")
+        if self.num_updates % self.chunk_updates:  # the loop runs whole chunks: no silent floor
+            raise ConfigError(f"num_updates ({self.num_updates}) must be a multiple of "
+                              f"chunk_updates ({self.chunk_updates})")
         for name in ("gamma", "entropy_anneal_fraction"):
             check_number(name, getattr(self, name), maximum=1.0)
         for name in ("value_coef", "entropy_explore_start", "entropy_explore_end",

@@ -108,3 +108,11 @@ def test_module_name_imports_a_user_env():
         make_env("no_such_module_xyz:env")
     with pytest.raises(UnknownEnvError, match="registers no"):
         make_env("examples.hidden_chest:other")
+
+
+def test_updates_not_a_multiple_of_the_chunk_is_an_error():
+    """num_updates is trained in whole chunks: a remainder is refused, not floored."""
+    cfg = TrainConfig(num_updates=10, chunk_updates=4,
+                      runs=(RunSpec("Max-Until-Exploit", 0, 1e-3),))
+    with pytest.raises(ConfigError, match="multiple of chunk_updates"):
+        cfg.validate()
