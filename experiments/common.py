@@ -383,9 +383,17 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     methods = [r.label for r in spec.rows if r.label in cs]
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
-    table = render_table(ours, spec.paper, spec.thresholds, spec.title, not_in_paper,
+    # The paper's rows and the oracle hold for the table's K and H only (--extra may change them).
+    first = plan.programs[0][1]  # every program shares the base's K and H
+    changed = [f"{k} = {getattr(first, k)} (the table's {getattr(spec.base, k)})"
+               for k in ("k_explore", "horizon") if getattr(first, k) != getattr(spec.base, k)]
+    paper = {} if changed else spec.paper
+    table = render_table(ours, paper, spec.thresholds, spec.title, not_in_paper,
                          visited=spec.visited_goals)
-    if spec.oracle is not None:
+    if changed:
+        table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
+                  "table's setting only.\n")
+    elif spec.oracle is not None:
         table += "\n" + spec.oracle() + "\n"
     result = {"methods": ours, "sweep": sweep_report}
     if not main:  # process 0 writes the table, the figure and the report

@@ -116,3 +116,16 @@ def test_updates_not_a_multiple_of_the_chunk_is_an_error():
                       runs=(RunSpec("Max-Until-Exploit", 0, 1e-3),))
     with pytest.raises(ConfigError, match="multiple of chunk_updates"):
         cfg.validate()
+
+
+def test_paper_table_with_another_k_omits_paper_rows_and_oracle(tmp_path):
+    """--extra k_explore=3 on Table 1: the paper's K = 10 rows and oracle are not printed."""
+    from experiments.table1 import main as table1
+
+    out = tmp_path / "t1"
+    table1(["--updates", "2", "--chunk-updates", "2", "--seeds", "1", "--methods",
+            "Max-Until-Exploit", "--batch-size", "4", "--extra", "k_explore=3", "eval_batches=1",
+            "eval_batch_size=4", "--out", str(out), "--no-progress"])
+    text = (out / "table.md").read_text()
+    assert "| paper |" not in text and "Oracle" not in text
+    assert "Paper rows and oracle omitted: k_explore = 3 (the table's 10)" in text
