@@ -86,6 +86,10 @@ class RunSpec:
         """The table row this run belongs to."""
         return self.label or self.method
 
+    def __post_init__(self):
+        """Validated on construction: an impossible RunSpec cannot be built."""
+        self.validate()
+
     def validate(self) -> None:
         """Raise ConfigError on an impossible value."""
         get_method(self.method)
@@ -100,7 +104,7 @@ class TrainConfig:
     """Static configuration of one compiled training program."""
 
     env: str = "monty_hall"
-    env_kwargs: tuple[tuple[str, Any], ...] = (("num_doors", 10),)
+    env_kwargs: tuple[tuple[str, Any], ...] = ()  # the env factory's defaults
     architecture: str = "central_lstm"
     hidden: int = 16
     k_explore: int = 10  # explore rollouts (CMRL) or explore sub-episodes (RL2/ERL2)
@@ -126,8 +130,21 @@ class TrainConfig:
     eval_greedy: bool = False
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
 
+    def __post_init__(self):
+        """Validated on construction (``check``): a library user cannot build an impossible
+        config. A config without runs is a template (the tables' base configs); ``validate``
+        also requires runs, and the trainer calls it."""
+        self.check()
+
     def validate(self) -> None:
-        """Raise ConfigError on the first impossible value, before any compilation."""
+        """Raise ConfigError on the first impossible value, before any compilation; a config
+        must have runs to train."""
+        self.check()
+        if not self.runs:
+            raise ConfigError("no runs: select at least one method and one seed")
+
+    def check(self) -> None:
+        """Every field's value and the runs present (none is allowed: a template)."""
         from envs.registry import check_env_options, env_spec
 
         check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
@@ -162,8 +179,6 @@ class TrainConfig:
                      "entropy_exploit_start", "entropy_exploit_end", "max_grad_norm",
                      "reward_input_scale"):
             check_number(name, getattr(self, name))
-        if not self.runs:
-            raise ConfigError("no runs: select at least one method and one seed")
         for run in self.runs:
             run.validate()
             method = get_method(run.method)

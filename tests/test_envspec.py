@@ -25,10 +25,12 @@ def test_env_options_checked():
     """An option the factory does not take is refused in validation, before any compilation."""
     with pytest.raises(ConfigError, match="has no option 'num_doors'"):
         make_env("color_choice", num_doors=3)
-    cfg = TrainConfig(env="gymnax:MetaMaze-misc", runs=(RunSpec("RL2", 0, 1e-3),),
-                      architecture="sequential")  # TrainConfig's default env_kwargs: num_doors
     with pytest.raises(ConfigError, match="has no option 'num_doors'"):
-        cfg.validate()
+        TrainConfig(env="gymnax:MetaMaze-misc", env_kwargs=(("num_doors", 3),),
+                    runs=(RunSpec("RL2", 0, 1e-3),), architecture="sequential")
+    # the default env_kwargs are the factory's defaults, valid for any env
+    TrainConfig(env="gymnax:MetaMaze-misc", runs=(RunSpec("RL2", 0, 1e-3),),
+                architecture="sequential")
 
 
 def test_gymnax_fallback_options():
@@ -112,10 +114,8 @@ def test_module_name_imports_a_user_env():
 
 def test_updates_not_a_multiple_of_the_chunk_is_an_error():
     """num_updates is trained in whole chunks: a remainder is refused, not floored."""
-    cfg = TrainConfig(num_updates=10, chunk_updates=4,
-                      runs=(RunSpec("Max-Until-Exploit", 0, 1e-3),))
     with pytest.raises(ConfigError, match="multiple of chunk_updates"):
-        cfg.validate()
+        TrainConfig(num_updates=10, chunk_updates=4, runs=(RunSpec("Max-Until-Exploit", 0, 1e-3),))
 
 
 def test_paper_table_with_another_k_omits_paper_rows_and_oracle(tmp_path):
