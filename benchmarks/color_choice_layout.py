@@ -26,7 +26,9 @@ TASKS = 100_000
 ORACLE_TASKS = 2000
 
 
-def random_rates(env: ColorChoice, params, tasks: int, k: int, seed: int = 0) -> tuple[float, float]:
+def random_rates(
+    env: ColorChoice, params, tasks: int, k: int, seed: int = 0
+) -> tuple[float, float]:
     """(P(a random sub-episode enters the positive goal), mean distinct goals of k random ones)."""
     horizon = params.max_steps_in_episode
 

@@ -6,8 +6,9 @@
 Appendix A: LSTM 16 (CMRL) / 32 (baselines), symmetric KL, learning-rate grid
 {7.5e-3, 5e-3, 2.5e-3, 1e-3}. The paper's 7 x 7 grid is read as including its
 border walls, 5 x 5 free cells (docs/design.md, "Color-Choice grid": uniform
-random actions then succeed 10.8 %, which matches the paper's update-0 rows). The observation (C x 15 x 3, flattened) enters
-each LSTM directly: the LSTM's input projection is the dense encoder.
+random actions then succeed 10.8 %, which matches the paper's update-0 rows).
+The observation (C x 15 x 3, flattened) enters each LSTM directly: the LSTM's
+input projection is the dense encoder.
 """
 
 from cmrl_jax.config import TrainConfig
