@@ -17,17 +17,22 @@ default:
 - ``config`` (``TrainConfig`` fields), ``learning_rate``, ``lambda_div``:
   ``TrainConfig``'s, 1e-3, 0.01;
 - ``num_goals``: None (no fixed axis for the visited-goals panel);
-- ``renderer``: None (no env-specific figures).
+- ``renderer``: None (no figures of trained runs); a
+  ``cmrl_jax.figures.hooks.Renderer`` with a ``heatmap`` (Figure 6) and / or a
+  ``strip`` (the meta-episode strip).
 """
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jax
 import jax.numpy as jnp
 from gymnax.environments import environment, spaces
+
+if TYPE_CHECKING:
+    from cmrl_jax.figures.hooks import Renderer
 
 EnvFactory = Callable[..., tuple[environment.Environment, Any]]
 
@@ -66,7 +71,7 @@ class EnvSpec:
     learning_rate: float = 1e-3
     lambda_div: float = 0.01
     num_goals: Any = None  # int, or (env) -> int: the visited-goals axis of figures
-    renderer: Any = None  # figures: see docs/extending.md, "Figures"
+    renderer: "Renderer | None" = None  # figures: docs/extending.md, "Figures"
     description: str = ""
 
     def goals_axis(self, env) -> int | None:

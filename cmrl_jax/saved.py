@@ -29,6 +29,10 @@ class SavedPolicy:
         """One meta-episode (jittable, vmappable over keys): ``engine.MetaEpisode``."""
         return self.runner.run(self.params, key, greedy)
 
+    def meta_episode_with_task(self, key: jax.Array, greedy: bool = False):
+        """``meta_episode`` and the task it drew (jittable): (MetaEpisode, (obs0, state0))."""
+        return self.runner.run_with_task(self.params, key, greedy)
+
 
 def _programs(folder: Path) -> list[Path]:
     """Program folders under ``folder`` (or ``folder`` itself)."""

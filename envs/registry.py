@@ -14,6 +14,7 @@ from gymnax.environments import environment
 
 from cmrl_jax.config import ConfigError
 from cmrl_jax.envspec import EnvFactory, EnvSpec
+from envs import color_choice_draw, reacher_draw  # renderer hooks: matplotlib only when drawing
 
 GYMNAX_PREFIX = "gymnax:"
 _REGISTRY: dict[str, EnvSpec] = {}
@@ -213,7 +214,8 @@ _NAVIGATION = (("entropy_explore_start", 0.05), ("entropy_exploit_start", 1.0),
 
 register_env("color_choice", _color_choice, k_explore=3, horizon=15,
              architecture="meta_lstm", config=_NAVIGATION, learning_rate=2.5e-3,
-             lambda_div=2e-6, num_goals=lambda env: env.num_goals)
+             lambda_div=2e-6, num_goals=lambda env: env.num_goals,
+             renderer=color_choice_draw.renderer())
 
 
 def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
@@ -229,7 +231,8 @@ def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str | None = Non
 
 register_env("reacher", _reacher, k_explore=3, horizon=15, architecture="meta_lstm",
              config=(*_NAVIGATION[:3], ("divergence", "js")), learning_rate=2.5e-3,
-             lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals)
+             lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals,
+             renderer=reacher_draw.renderer())
 
 
 def _reacher_continuous(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
@@ -258,4 +261,5 @@ _CONTINUOUS = (("entropy_explore_start", 0.05), ("entropy_exploit_start", 0.05),
 register_env("reacher_continuous", _reacher_continuous, k_explore=3, horizon=15,
              architecture="meta_lstm", config=_CONTINUOUS,
              learning_rate=2.5e-3, lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals,
-             chance=_uniform_torques, chance_text="uniform random torques")
+             chance=_uniform_torques, chance_text="uniform random torques",
+             renderer=reacher_draw.renderer())

@@ -9,6 +9,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from envs.registry import register_env
+from examples.hidden_chest_draw import renderer
 
 
 @struct.dataclass
@@ -61,5 +62,5 @@ register_env(
     chance=lambda env, params, k, h: 1 / env.num_chests, chance_text="a random chest",
     oracle=_oracle, oracle_text="distinct chests, the last by elimination",
     k_explore=2, horizon=1, architecture="central_lstm", learning_rate=3e-3, lambda_div=0.5,
-    num_goals=lambda env: env.num_chests,
+    num_goals=lambda env: env.num_chests, renderer=renderer(),
 )

@@ -1,4 +1,5 @@
-"""Trained runs of a table's results folder: locate one by row and seed, restore it.
+"""Trained runs of a results folder: locate one by row and seed (config files only), restore
+it with ``cmrl_jax.saved.load_policy``.
 
 Shared by the figure scripts (``experiments.figure6``, ``experiments.episode_figure``).
 """
@@ -6,11 +7,11 @@ Shared by the figure scripts (``experiments.figure6``, ``experiments.episode_fig
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from cmrl_jax.saved import SavedPolicy
 
 
 @dataclass(frozen=True)
@@ -27,18 +28,9 @@ class RunLocation:
         return self.cfg.runs[self.index]
 
 
-@dataclass(frozen=True)
-class TrainedRun:
-    """A run restored from its newest checkpoint, ready to sample meta-episodes."""
-
-    where: RunLocation
-    update: int  # updates done at the checkpoint
-    runner: Any  # MetaEpisodeRunner of the program
-    params: Any  # this run's parameters (no run axis)
-
-
-def read_programs(results: Path, env: str) -> list[tuple[Path, TrainConfig]]:
-    """The programs (subfolders with config.json) of a results folder of ``env``."""
+def read_programs(results: Path, env: str | None) -> list[tuple[Path, TrainConfig]]:
+    """The programs (subfolders with config.json) of a results folder of ``env`` (None: of
+    whichever one env the folder holds)."""
     if not results.is_dir():
         raise ConfigError(f"results folder {results} does not exist")
     programs = []
@@ -50,13 +42,16 @@ def read_programs(results: Path, env: str) -> list[tuple[Path, TrainConfig]]:
     if not programs:
         raise ConfigError(f"{results} is not a table results folder (no <program>/config.json)")
     envs = sorted({cfg.env for _, cfg in programs})
-    if envs != [env]:
+    if env is None and len(envs) > 1:
+        raise ConfigError(f"results folder {results} holds runs of {', '.join(envs)}; "
+                          "choose one with --env")
+    if env is not None and envs != [env]:
         raise ConfigError(f"results folder {results} holds {', '.join(envs)} runs, not {env}")
     return programs
 
 
 def find_run(
-    results: Path, env: str, method: str, seed: int, learning_rate: float | None = None
+    results: Path, env: str | None, method: str, seed: int, learning_rate: float | None = None
 ) -> RunLocation:
     """Locate the run of table row ``method`` with ``seed`` (ConfigError if none or ambiguous).
 
@@ -94,24 +89,16 @@ def find_run(
     return with_seed[0]
 
 
-def load_run(where: RunLocation) -> TrainedRun:
-    """Restore the newest checkpoint of ``where``'s program and keep this run's parameters."""
-    import jax
+def load_run(where: RunLocation) -> SavedPolicy:
+    """Restore the newest checkpoint of ``where``'s program, keeping this run's parameters."""
+    from cmrl_jax.saved import load_policy
 
-    from cmrl_jax.checkpoint import Checkpointer
-    from cmrl_jax.train import make_init, make_runner
-
-    if not (where.folder / "checkpoints").is_dir():  # Checkpointer would create it
+    if not (where.folder / "checkpoints").is_dir():
         raise ConfigError(f"{where.folder} has no checkpoints yet")
-    runner = make_runner(where.cfg)
-    like, _ = jax.eval_shape(make_init(where.cfg, runner))  # shapes only: nothing runs
-    ckpt = Checkpointer(where.folder, read_only=True)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise ConfigError(f"{where.folder} has no checkpoints yet")
-        state = ckpt.restore(step, like)
-    finally:
-        ckpt.close()
-    params = jax.tree.map(lambda a: a[where.index], state.params)
-    return TrainedRun(where, int(step), runner, params)
+    spec = where.spec
+    return load_policy(where.folder, spec.row, spec.seed, spec.learning_rate)
+
+
+def file_name(env: str) -> str:
+    """An env name as part of a default file name (``module:name`` -> ``module_name``)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in env)

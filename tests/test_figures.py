@@ -9,13 +9,16 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from experiments import episode_figure, figure6
-from experiments.figure6 import (
+from cmrl_jax.figures.hooks import Heatmap, Renderer
+from cmrl_jax.figures.visitation import (
     exploration_frequency,
     percent_change,
     pooled_frequency,
     visitation_counts,
 )
+from envs.reacher_draw import fingertip_path
+from envs.registry import register_env, registered_envs
+from experiments import episode_figure, figure6
 from experiments.trained import find_run
 
 # ------------------------------------------------------------------ maths
@@ -197,7 +200,7 @@ def test_plot_cartesian_axes(tmp_path):
     base = np.array([[0.0, 0.5], [np.nan, 0.2], [0.0, 1.0]])
     cmrl = np.array([[0.4, 0.5], [np.nan, 0.1], [0.0, 1.0]])
     path = figure6.plot_figure6(base, cmrl, percent_change(base, cmrl), edges,
-                                figure6.DEFAULT_AXES, ("a", "b", "c"), "t", tmp_path / "f.png")
+                                Heatmap(None, None), ("a", "b", "c"), "t", tmp_path / "f.png")
     assert path.is_file() and path.stat().st_size > 0
 
 
@@ -213,11 +216,13 @@ TINY_REACHER = dataclasses.replace(
 )
 
 
-def test_episode_figure_reacher_replays_every_rollout(tmp_path):
-    """A Table-3-like folder (one concurrent program): every rollout replays within tolerance."""
-    _write_program(tmp_path / "t3" / "meta_lstm", TINY_REACHER)
+@pytest.mark.parametrize("env", ["reacher", "reacher_continuous"])
+def test_episode_figure_reacher_replays_every_rollout(tmp_path, env):
+    """A Table-3-like folder (one concurrent program): every rollout replays within tolerance
+    (continuous torques: the recorded pre-squash actions are mapped to the env's)."""
+    _write_program(tmp_path / "t3" / "meta_lstm", dataclasses.replace(TINY_REACHER, env=env))
     png = tmp_path / "reacher.png"
-    out = episode_figure.main(["--env", "reacher", "--results", str(tmp_path / "t3"),
+    out = episode_figure.main(["--env", env, "--results", str(tmp_path / "t3"),
                                "--out", str(png)])
     assert png.is_file() and png.stat().st_size > 0
     assert len(out["explore"]) == TINY_REACHER.k_explore
@@ -226,7 +231,7 @@ def test_episode_figure_reacher_replays_every_rollout(tmp_path):
         assert len(r.actions) == len(r.states) - 1
         assert_array_equal(r.states[0].qpos, out["exploit"].states[0].qpos)
         assert_array_equal(r.states[0].targets, out["exploit"].states[0].targets)
-        path, decisions = episode_figure.fingertip_path(r, points=4)
+        path, decisions = fingertip_path(r, points=4)
         assert path.shape == (4 * len(r.actions) + 1, 2) and decisions.shape == (len(r.states), 2)
         assert_array_equal(path[::4], decisions)  # the path passes through every decision
         assert np.all(np.linalg.norm(path, axis=1) <= 0.21 + 1e-6)  # within the arm's reach
@@ -241,3 +246,86 @@ def test_episode_figure_wrong_env_exits_2(results, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "not reacher" in err and "\n" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------ any env with a renderer
+
+CHEST = "examples.hidden_chest:hidden_chest"
+TINY_CHEST = dataclasses.replace(
+    TINY, env=CHEST, env_kwargs=(("num_chests", 4),), horizon=1, architecture="central_lstm",
+    runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1e-3),),
+)
+
+
+def test_episode_figure_draws_a_user_env_through_its_renderer(tmp_path, capsys):
+    """The example env (examples/hidden_chest.py) registers a strip renderer: the same
+    command draws it, with the env read from the results folder."""
+    _write_program(tmp_path / "chest" / "central_lstm", TINY_CHEST)
+    png = tmp_path / "chest.png"
+    out = episode_figure.main(["--results", str(tmp_path / "chest"), "--out", str(png)])
+    assert png.is_file() and png.stat().st_size > 0
+    assert len(out["explore"]) == TINY_CHEST.k_explore
+    treasure = int(out["exploit"].states[0].treasure)
+    for r in out["explore"] + [out["exploit"]]:
+        assert len(r.states) == 2 and len(r.actions) == 1  # one decision per sub-episode
+        assert r.goal == int(r.actions[0])  # the chest opened is the goal reported
+        assert r.reward == (1.0 if r.goal == treasure else 0.0)
+    assert out["success"] == (out["exploit"].goal == treasure)
+    assert "episode_figure: Max-Until-Exploit" in capsys.readouterr().out
+
+
+def _goalless(**options):
+    """gymnax's Bernoulli bandit: it reports no ``info["goal"]``."""
+    import gymnax
+
+    return gymnax.make("BernoulliBandit-misc", **options)
+
+
+GOALLESS = "test_figures_goalless"  # a heatmap renderer, but no goals to count
+if GOALLESS not in registered_envs():
+    register_env(GOALLESS, _goalless, renderer=Renderer(heatmap=Heatmap(
+        goal_positions=lambda env, state, params: jax.numpy.zeros((2, 2)),
+        bins=lambda env, params: (np.arange(3.0), np.arange(3.0)))))
+
+
+@pytest.mark.parametrize(
+    "env, script, message",
+    [
+        (GOALLESS, "figure6", "reports no goals"),
+        ("gymnax:BernoulliBandit-misc", "strip", "registers no renderer strip"),
+        ("gymnax:BernoulliBandit-misc", "figure6", "registers no renderer heatmap"),
+        ("monty_hall", "strip", "registers no renderer strip"),
+        (CHEST, "figure6", "registers no renderer heatmap"),  # a strip but no heatmap
+    ],
+)
+def test_env_without_renderer_is_refused_in_one_line(tmp_path, capsys, env, script, message):
+    """Config files only (nothing is restored): one error line, exit 2, no figure."""
+    from cmrl_jax.checkpoint import write_config
+
+    options = {"monty_hall": (("num_doors", 3),), CHEST: (("num_chests", 3),)}
+    for arch, run in (("sequential", RunSpec("ERL2", 0, 1e-3)),
+                      ("central_lstm", RunSpec("Max-Until-Exploit", 0, 1e-3, 1e-3))):
+        cfg = dataclasses.replace(TINY, env=env, env_kwargs=options.get(env, ()), horizon=1,
+                                  architecture=arch, runs=(run,))
+        write_config(tmp_path / "r" / arch, cfg.to_json())
+    png = tmp_path / "x.png"
+    with pytest.raises(SystemExit) as e:
+        if script == "strip":
+            episode_figure.main(["--results", str(tmp_path / "r"), "--method", "ERL2",
+                                 "--out", str(png)])
+        else:
+            figure6.main(["--env", env, "--results", str(tmp_path / "r"), "--out", str(png),
+                          "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not png.exists()
+
+
+def test_episode_figure_unknown_env_exits_2(results, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        episode_figure.main(["--env", "nope", "--results", str(results),
+                             "--out", str(tmp_path / "x.png")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "unknown env" in err and "\n" not in err
