@@ -40,22 +40,10 @@ def uniform_torque_rate(env: ContinuousNReacher, params: EnvParams, k_explore: i
                         horizon: int, num_tasks: int = 2048, seed: int = 0) -> float:
     """Uniform random torques in [-1, 1]^2 for H decisions: fraction of sampled tasks in
     which the positive target is the first one touched (the random-action rate)."""
-    from envs.reacher_oracle import sample_tasks
+    from envs.reacher_oracle import first_goals, sample_tasks
 
     params = params.replace(max_steps_in_episode=horizon)
     states = sample_tasks(env, params, num_tasks, seed)
     actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), (horizon, num_tasks, 2),
                                  minval=-1.0, maxval=1.0)
-    keys = jax.random.split(jax.random.PRNGKey(0), num_tasks)
-
-    @jax.jit
-    def run(states, actions):
-        def body(carry, a):
-            s, first = carry
-            _, s, _, _, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(keys, s, a, params)
-            return (s, jnp.where(first >= 0, first, info["goal"])), None
-
-        init = (states, jnp.full((num_tasks,), -1, jnp.int32))
-        return jax.lax.scan(body, init, actions)[0][1]
-
-    return float(jnp.mean(run(states, actions) == states.positive))
+    return float(jnp.mean(first_goals(env, params, states, actions) == states.positive))

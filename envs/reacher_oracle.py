@@ -193,7 +193,14 @@ def random_success_rate(
     states = sample_tasks(env, params, num_tasks, seed)
     horizon = params.max_steps_in_episode
     actions = jax.random.randint(jax.random.PRNGKey(seed + 1), (horizon, num_tasks), 0, 9)
-    keys = jax.random.split(jax.random.PRNGKey(0), num_tasks)  # step_env ignores its key
+    first = first_goals(env, params, states, actions)
+    return RandomRates(float(jnp.mean(first >= 0)), float(jnp.mean(first == states.positive)))
+
+
+def first_goals(env: NReacher, params: EnvParams, states: EnvState, actions: jax.Array):
+    """The first target each task's arm enters under given actions: [T, M, ...] -> int32 [M]
+    (-1 if none; ``actions`` are the env's, discrete indices or torques)."""
+    keys = jax.random.split(jax.random.PRNGKey(0), actions.shape[1])  # step_env ignores its key
 
     @jax.jit
     def run(states, actions):
@@ -202,8 +209,7 @@ def random_success_rate(
             _, s, _, _, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(keys, s, a, params)
             return (s, jnp.where(first >= 0, first, info["goal"])), None
 
-        init = (states, jnp.full((num_tasks,), -1, jnp.int32))
+        init = (states, jnp.full((actions.shape[1],), -1, jnp.int32))
         return jax.lax.scan(body, init, actions)[0][1]
 
-    first = run(states, actions)
-    return RandomRates(float(jnp.mean(first >= 0)), float(jnp.mean(first == states.positive)))
+    return run(states, actions)
