@@ -81,7 +81,7 @@ class TableArgs:
     out: str | None = None
     """results folder (default results/<table>)"""
     updates: int | None = None
-    """updates per run (default: the paper's)"""
+    """updates per run (default: the experiment's; the paper's for a table)"""
     seeds: int = 3
     """seeds per method"""
     methods: tuple[str, ...] | None = None
@@ -91,7 +91,8 @@ class TableArgs:
     lambda_div: float | None = None
     """override lambda_div of every selected CMRL method"""
     sweep: bool = False
-    """train the Appendix A learning-rate grid for every method and seed; report the best mean"""
+    """train the experiment's learning-rate grid (a table's: Appendix A's) for every method
+    and seed; report the best mean"""
     batch_size: int = 128
     """meta-episodes per update"""
     chunk_updates: int = 250
