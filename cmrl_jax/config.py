@@ -131,23 +131,26 @@ class TrainConfig:
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
-        """Validated on construction (``check``): a library user cannot build an impossible
-        config. A config without runs is a template (the tables' base configs); ``validate``
-        also requires runs, and the trainer calls it."""
+        """Validated on construction (``check``): a library user cannot build a config with an
+        impossible value. A config without runs is a template (the tables' base configs)."""
         self.check()
 
     def validate(self) -> None:
-        """Raise ConfigError on the first impossible value, before any compilation; a config
-        must have runs to train."""
+        """Everything, before any compilation (the trainer and the CLIs call it): ``check``,
+        the env's name and options, and at least one run."""
+        from envs.registry import check_env_options, env_spec
+
         self.check()
+        check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
         if not self.runs:
             raise ConfigError("no runs: select at least one method and one seed")
 
     def check(self) -> None:
-        """Every field's value and the runs present (none is allowed: a template)."""
-        from envs.registry import check_env_options, env_spec
+        """Every field's value and the runs present (none is allowed: a template).
 
-        check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
+        JAX-free and import-free: the env's name and options are checked by
+        ``validate``, because resolving an env imports gymnax, which starts JAX's
+        backend (``--distributed`` must join its cluster before that)."""
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"

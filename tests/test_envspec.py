@@ -25,12 +25,13 @@ def test_env_options_checked():
     """An option the factory does not take is refused in validation, before any compilation."""
     with pytest.raises(ConfigError, match="has no option 'num_doors'"):
         make_env("color_choice", num_doors=3)
+    cfg = TrainConfig(env="gymnax:MetaMaze-misc", env_kwargs=(("num_doors", 3),),
+                      runs=(RunSpec("RL2", 0, 1e-3),), architecture="sequential")
     with pytest.raises(ConfigError, match="has no option 'num_doors'"):
-        TrainConfig(env="gymnax:MetaMaze-misc", env_kwargs=(("num_doors", 3),),
-                    runs=(RunSpec("RL2", 0, 1e-3),), architecture="sequential")
+        cfg.validate()
     # the default env_kwargs are the factory's defaults, valid for any env
     TrainConfig(env="gymnax:MetaMaze-misc", runs=(RunSpec("RL2", 0, 1e-3),),
-                architecture="sequential")
+                architecture="sequential").validate()
 
 
 def test_gymnax_fallback_options():

@@ -125,8 +125,9 @@ def test_config_json_round_trip():
 )
 def test_config_validation(change, message):
     """Impossible configs cannot be built: construction fails with a message naming the
-    problem (a config without runs is a template: only ``validate`` refuses it)."""
-    if change == {"runs": ()}:
+    problem (a config without runs is a template, and env names need the registry: only
+    ``validate`` refuses those)."""
+    if change in ({"runs": ()}, {"env": "nope"}):  # templates, env names: validate()
         cfg = TrainConfig(**{**TINY.__dict__, **change})
         with pytest.raises(ConfigError, match=message):
             cfg.validate()
