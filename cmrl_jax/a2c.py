@@ -49,37 +49,24 @@ def a2c_terms(
     """A2C terms summed over live steps.
 
     Args:
-        logits: float32 [..., A]; actions: int32 [...]; values, returns: float32 [...];
-        mask: bool/float [...].
-        policy: a continuous ``policy.TanhGaussian`` (then ``logits`` [..., 2d] are its
-            head and ``actions`` [..., d] its pre-squash samples); None or a
-            ``Categorical``: softmax over ``logits``.
+        logits: float32 [..., P] policy head; actions: [...] (int32) or [..., d]; values,
+            returns: float32 [...]; mask: bool/float [...].
+        policy: the action distribution (``policy.Categorical`` or ``policy.TanhGaussian``:
+            ``log_prob`` and ``entropy`` of the head and the taken actions); None: a
+            softmax over ``logits``.
     Returns:
         ``A2CTerms`` of scalars.
     """
-    if policy is not None and hasattr(policy, "log_prob"):
-        return _a2c_terms_continuous(policy, logits, actions, values, returns, mask)
-    mask = mask.astype(jnp.float32)
-    logp_all = jax.nn.log_softmax(logits, axis=-1)
-    logp = jnp.take_along_axis(logp_all, actions[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    advantage = jax.lax.stop_gradient(returns - values)
-    entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
-    return A2CTerms(
-        policy=-jnp.sum(mask * logp * advantage),
-        value=0.5 * jnp.sum(mask * jnp.square(returns - values)),
-        entropy=jnp.sum(mask * entropy),
-    )
+    if policy is None:
+        from cmrl_jax.policy import Categorical
 
-
-def _a2c_terms_continuous(policy, params, actions, values, returns, mask) -> A2CTerms:
-    """``a2c_terms`` for a continuous policy: its log-probability and entropy estimate."""
+        policy = Categorical(logits.shape[-1])
     mask = mask.astype(jnp.float32)
-    logp = policy.log_prob(params, actions)
     advantage = jax.lax.stop_gradient(returns - values)
     return A2CTerms(
-        policy=-jnp.sum(mask * logp * advantage),
+        policy=-jnp.sum(mask * policy.log_prob(logits, actions) * advantage),
         value=0.5 * jnp.sum(mask * jnp.square(returns - values)),
-        entropy=jnp.sum(mask * policy.entropy(params, actions)),
+        entropy=jnp.sum(mask * policy.entropy(logits, actions)),
     )
 
 

@@ -37,7 +37,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment
 
-from cmrl_jax.networks import Agent
+from cmrl_jax.networks import Agent, keep_where
 from cmrl_jax.policy import Policy, make_policy
 
 
@@ -79,19 +79,6 @@ class RolloutState:
     memory: Any  # agent recurrent state
 
 
-def agent_input(
-    obs: jax.Array,
-    prev_action: jax.Array,
-    prev_reward: jax.Array,
-    prev_done: jax.Array,
-    num_actions: int,
-    reward_scale: float,
-) -> jax.Array:
-    """[R, O], [R], [R], [R] -> float32 [R, O + A + 2]; action -1 encodes "none"."""
-    onehot = jax.nn.one_hot(prev_action, num_actions, dtype=jnp.float32)  # -1 -> zeros
-    return encode_input(obs, onehot, prev_reward, prev_done, reward_scale)
-
-
 def encode_input(
     obs: jax.Array,
     action_features: jax.Array,
@@ -131,11 +118,6 @@ def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
     """Default success of an env that reports ``info["goal"]``: the exploit sub-episode
     entered a goal with positive reward (bool scalar)."""
     return jnp.any((exploit.goal >= 0) & (exploit.reward > 0))
-
-
-def _rows(live: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
-    """``where(live, new, old)`` with ``live`` [R] broadcast over trailing axes."""
-    return jnp.where(jnp.reshape(live, live.shape + (1,) * (new.ndim - live.ndim)), new, old)
 
 
 def _broadcast(tree, r: int):
@@ -236,13 +218,10 @@ class MetaEpisodeRunner:
         live = s.live
         reward = jnp.where(live, reward.astype(jnp.float32), 0.0)
         goal = jnp.where(live, info.get("goal", jnp.full((r,), -1, jnp.int32)), -1)
-        keep = lambda new, old: jax.tree.map(
-            lambda n, o: jnp.where(jnp.reshape(live, (r,) + (1,) * (n.ndim - 1)), n, o), new, old
-        )
         s = RolloutState(
-            env_state=keep(env_state, s.env_state),
-            obs=keep(jnp.reshape(obs, (r, -1)).astype(jnp.float32), s.obs),
-            prev_action=_rows(live, action, s.prev_action),
+            env_state=keep_where(live, env_state, s.env_state),
+            obs=keep_where(live, jnp.reshape(obs, (r, -1)).astype(jnp.float32), s.obs),
+            prev_action=keep_where(live, action, s.prev_action),
             prev_reward=jnp.where(live, reward, s.prev_reward),
             prev_done=jnp.where(live, done.astype(jnp.float32), s.prev_done),
             live=live & ~done,

@@ -24,7 +24,7 @@ ARCHITECTURES: tuple[str, ...] = ("sequential", "central_lstm", "meta_lstm")
 Carry = tuple[jax.Array, jax.Array]  # (c, h) of an LSTM
 
 
-def _keep_where(live: jax.Array, new, old):
+def keep_where(live: jax.Array, new, old):
     """Per-leaf ``where(live, new, old)``, broadcasting ``live`` over trailing axes."""
 
     def pick(n, o):
@@ -48,7 +48,7 @@ class _ExploitPolicy(nn.Module):
     def __call__(self, carry: Carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]; carry is unbatched (c [H], h [H])."""
         new, h = self.cell(carry, x[0])
-        carry = _keep_where(jnp.any(live), new, carry)
+        carry = keep_where(jnp.any(live), new, carry)
         h = carry[1]
         return carry, self.pi(h)[None], self.v(h)[None, 0]
 
@@ -96,7 +96,7 @@ class SequentialAgent(_SingleMemoryAgent):
     def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
         new, _ = self.cell(carry, x[0])
-        carry = _keep_where(jnp.any(live), new, carry)
+        carry = keep_where(jnp.any(live), new, carry)
         h = carry[1]
         return carry, self.pi(h)[None], self.v(h)[None, 0]
 
@@ -119,7 +119,7 @@ class CentralLSTMAgent(_SingleMemoryAgent):
     def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]; the LSTM steps while any rollout lives."""
         new, _ = self.cell(carry, jnp.reshape(x, (-1,)))
-        carry = _keep_where(jnp.any(live), new, carry)
+        carry = keep_where(jnp.any(live), new, carry)
         h = carry[1]
         logits = jnp.reshape(self.pi(h), (self.num_rollouts, self.num_actions))
         return carry, logits, self.v(h)
@@ -165,9 +165,9 @@ class MetaLSTMAgent(nn.Module):
         k = self.num_rollouts
         h_meta = jnp.broadcast_to(meta[1], (k, self.hidden))
         new_rollout, _ = self.rollout_cell(rollout, jnp.concatenate([x, h_meta], axis=-1))
-        rollout = _keep_where(live, new_rollout, rollout)
+        rollout = keep_where(live, new_rollout, rollout)
         new_meta, _ = self.meta_cell(meta, jnp.reshape(rollout[1], (-1,)))
-        meta = _keep_where(jnp.any(live), new_meta, meta)
+        meta = keep_where(jnp.any(live), new_meta, meta)
         h = rollout[1]
         return (rollout, meta), self.pi(h), self.v(h)[:, 0]
 

@@ -64,6 +64,17 @@ class Categorical:
         """The stored action is the env's action."""
         return action
 
+    def log_prob(self, logits: jax.Array, action: jax.Array) -> jax.Array:
+        """log pi(a): [..., n], int32 [...] -> [...]."""
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+    def entropy(self, logits: jax.Array, action: jax.Array) -> jax.Array:
+        """Exact entropy of the softmax (``action`` unused): [..., n] -> [...]."""
+        del action
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
     def neutral_params(self, r: int) -> jax.Array:
         """Zero logits: uniform random actions."""
         return jnp.zeros((r, self.n), jnp.float32)

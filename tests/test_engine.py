@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmrl_jax.engine import MetaEpisodeRunner, agent_input
+from cmrl_jax.engine import MetaEpisodeRunner, encode_input
 from cmrl_jax.networks import make_agent
+from cmrl_jax.policy import Categorical
 from envs.monty_hall import MontyHall
 from tests.probe_envs import Corridor
 
@@ -37,9 +38,9 @@ def corridor(request):
 
 def test_agent_input_layout():
     """[obs, one-hot previous action (-1 -> zeros), scaled reward, done]."""
-    x = agent_input(
-        jnp.array([[5.0], [6.0]]), jnp.array([2, -1]), jnp.array([0.1, -1.0]),
-        jnp.array([1.0, 0.0]), 3, 10.0,
+    x = encode_input(
+        jnp.array([[5.0], [6.0]]), Categorical(3).features(jnp.array([2, -1])),
+        jnp.array([0.1, -1.0]), jnp.array([1.0, 0.0]), 10.0,
     )
     np.testing.assert_allclose(
         x, [[5.0, 0, 0, 1, 1.0, 1.0], [6.0, 0, 0, 0, -10.0, 0.0]], rtol=1e-6
