@@ -9,8 +9,8 @@ from pathlib import Path
 from benchmarks.device_check import check_backend, fast_tests
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["backend", "fast tests", "table 1", "table costs", "reacher speed",
-         "physics precision", "runs scaling", "peak memory"]
+STEPS = ["backend", "physics precision", "table 1", "table costs", "reacher speed",
+         "runs scaling", "peak memory", "fast tests"]
 
 
 def test_full_mode_refuses_the_cpu():
