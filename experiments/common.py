@@ -297,11 +297,20 @@ def _exit_now(status: int, message: str) -> None:
         os._exit(status)
 
 
-def _wait_for(futures: list) -> list[dict]:
-    """Every program's rows; exits at the first program that fails (statuses above)."""
+def _wait_for(futures: list, poll_s: float = 0.25) -> list[dict]:
+    """Every program's rows; exits at the first program that fails (statuses above).
+
+    Waits in short slices: the kernel may hand SIGINT to any thread (an XLA or
+    worker thread), and a main thread blocked in one long lock wait would only
+    see the KeyboardInterrupt once a program finished (minutes of Ctrl-C doing
+    nothing on a loaded CPU); waking every ``poll_s`` lets Python raise it at once.
+    """
     from cmrl_jax.loop import NonFiniteError
 
-    wait(futures, return_when=FIRST_EXCEPTION)
+    while True:
+        done, pending = wait(futures, timeout=poll_s, return_when=FIRST_EXCEPTION)
+        if not pending or any(f.exception() is not None for f in done):
+            break
     for f in futures:
         error = f.exception() if f.done() else None
         if isinstance(error, ConfigError):
