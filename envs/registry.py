@@ -8,6 +8,7 @@ follow beyond gymnax's API is ``cmrl_jax.envspec.EnvSpec`` (docs/extending.md).
 
 import dataclasses
 import inspect
+import math
 from typing import Any
 
 from gymnax.environments import environment
@@ -102,12 +103,15 @@ def env_options(name: str, spec: EnvSpec | None = None) -> dict[str, Any]:
 
 
 def check_env_options(name: str, kwargs: dict[str, Any], spec: EnvSpec | None = None) -> None:
-    """ConfigError (one line) for an option the env's factory does not take."""
+    """ConfigError (one line) for an option the env's factory does not take, or a float
+    option that is NaN or infinite (it would train to NaN or never end)."""
     known = env_options(name, spec)
-    for key in kwargs:
+    for key, value in kwargs.items():
         if key not in known:
             listed = ", ".join(sorted(known)) or "none"
             raise ConfigError(f"env {name} has no option {key!r}; its options: {listed}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"env {name} option {key} must be a finite number, got {value}")
 
 
 # ---------------------------------------------------------------------- gymnax

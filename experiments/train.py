@@ -81,11 +81,14 @@ def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any
                 value: Any = text.lower() in ("true", "1")
             elif isinstance(default, int | float | str) and not isinstance(default, bool):
                 value = type(default)(text)
-            else:  # no usable default: a Python literal, else the string
+            else:  # no usable default: a Python literal, a float ("inf", "nan"), else the string
                 try:
                     value = ast.literal_eval(text)
                 except (ValueError, SyntaxError):
-                    value = text
+                    try:
+                        value = float(text)  # refused below when not finite
+                    except ValueError:
+                        value = text
         except ValueError:
             raise ConfigError(
                 f"--env-option {key} expects {type(default).__name__}, got {text!r}"

@@ -88,6 +88,10 @@ def test_table_omits_unsupported_metric():
     (["--env", "nope"], "unknown env 'nope'"),
     (["--env", "gymnax:MetaMaze-misc", "--env-option", "doors=3"], "has no option 'doors'"),
     (["--env", "gymnax:MetaMaze-misc", "--env-option", "maze_size=x"], "expects int"),
+    (["--env", "gymnax:MetaMaze-misc", "--env-option", "reward=nan"],
+     "option reward must be a finite number, got nan"),
+    (["--env", "reacher", "--env-option", "distance_threshold=inf"],
+     "option distance_threshold must be a finite number, got inf"),
     (["--env", "monty_hall", "--architecture", "sequential"], "--architecture"),
     (["--env", "monty_hall", "--k-explore", "0"], "k_explore must be a positive integer"),
 ])
