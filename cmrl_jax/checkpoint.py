@@ -2,7 +2,8 @@
 
 A results folder holds ``config.json`` (the exact ``TrainConfig``) and
 ``checkpoints/<update>/``. A folder is only ever resumed by the config that
-made it; any other config is refused (see ``claim_folder``).
+made it; any other config is refused (see ``claim_folder``). A folder may be
+on an object store (``paths.results_path``): orbax writes ``gs://`` natively.
 """
 
 import contextlib
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import orbax.checkpoint as ocp
 
+from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
 from cmrl_jax.lock import LOCK_FILE
 
@@ -110,7 +112,7 @@ class Checkpointer:
         ``read_only``: for readers of a folder (figures) that a training run may
         still be writing; it never creates, deletes or saves anything.
         """
-        self.folder = folder
+        self.folder = paths.results_path(folder)
         self.read_only = read_only
         self.options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=not read_only, read_only=read_only
@@ -121,8 +123,9 @@ class Checkpointer:
         """A manager of ``checkpoints/`` (a fresh one forgets what a damaged step taught it)."""
         # orbax's warnings that read-only means read only
         with _absl_level(logging.ERROR if self.read_only else None):
+            where = self.folder / "checkpoints"
             return ocp.CheckpointManager(
-                (self.folder / "checkpoints").absolute(), options=self.options
+                where.absolute() if paths.is_local(where) else where, options=self.options
             )
 
     def latest_step(self) -> int | None:
@@ -164,7 +167,11 @@ class Checkpointer:
         for step in steps:
             aside = self.folder / DAMAGED_DIR / str(step)
             aside.parent.mkdir(exist_ok=True)
-            shutil.move(self.folder / "checkpoints" / str(step), _unused(aside))
+            source = self.folder / "checkpoints" / str(step)
+            if paths.is_local(source):
+                shutil.move(source, _unused(aside))
+            else:  # an object store renames by copying, then deleting
+                source.rename(_unused(aside))
         if steps:
             self.manager.reload()
 

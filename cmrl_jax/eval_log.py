@@ -5,12 +5,14 @@ curve. So a resumed run checks the log against the checkpoint it restores
 (``check_covers``) and refuses a log it cannot trust instead of relabelling
 the restored state as update 0. A torn last line (a kill mid-append) is
 dropped by readers and cut off by the writer (``cut_torn_tail``); its rows are
-evaluated again, deterministically.
+evaluated again, deterministically. On an object store (no append) each
+append rewrites the whole file in one atomic upload (``paths.append_text``).
 """
 
 import json
 from pathlib import Path
 
+from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
 
 EVAL_FILE = "eval.jsonl"
@@ -58,6 +60,9 @@ def cut_torn_tail(folder: Path) -> None:
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):
+        if not paths.is_local(path):  # no truncate there: rewrite the whole object
+            paths.write_object(path, data[:end])
+            return
         with path.open("r+b") as f:
             f.truncate(end)
 
@@ -84,6 +89,5 @@ def check_covers(history: list[dict], num_runs: int, chunk: int, step: int,
 
 
 def append_rows(folder: Path, rows: list[dict]) -> None:
-    """Append ``rows`` to the log in one write."""
-    with (folder / EVAL_FILE).open("a") as f:
-        f.write("".join(json.dumps(row) + "\n" for row in rows))
+    """Append ``rows`` to the log in one write (on an object store: one whole-file upload)."""
+    paths.append_text(folder / EVAL_FILE, "".join(json.dumps(row) + "\n" for row in rows))

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from cmrl_jax import runtime
+from cmrl_jax import paths, runtime
 from cmrl_jax.checkpoint import Checkpointer, claim_folder, write_config
 from cmrl_jax.config import TrainConfig
 from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log's public API
@@ -84,7 +84,7 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list
 
 def run_training(
     cfg: TrainConfig,
-    folder: Path,
+    folder: "Path | str | paths.ResultsPath",
     *,
     label: str = "",
     progress: bool = True,
@@ -107,10 +107,12 @@ def run_training(
     Raises ConfigError, having changed nothing, for a folder of another config,
     one another live process writes, an eval log that does not cover the
     checkpoints, or checkpoints none of which can be read; NonFiniteError when a
-    run stops being finite (that chunk is neither logged nor saved).
+    run stops being finite (that chunk is neither logged nor saved). ``folder`` may
+    be on an object store, e.g. ``gs://bucket/run`` (``paths.results_path``).
     """
     cfg.validate()
     config_json = cfg.to_json()
+    folder = paths.results_path(folder)
     check_writable(folder)
     claim_folder(folder, config_json)
     main = runtime.is_main_process()

@@ -1,5 +1,6 @@
 """Figure-5-style learning curves: success rate and visited goals over updates."""
 
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -7,12 +8,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from cmrl_jax import paths  # noqa: E402
+
 
 def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int | None = None,
                 visited: bool = True):
     """Two panels (success %, visited goals), one line per method, band = min..max over seeds.
 
-    ``visited=False`` (an env that reports no goals): the success panel only.
+    ``visited=False`` (an env that reports no goals): the success panel only. ``path``
+    may be on an object store (``paths.results_path``): the figure is drawn to a local
+    temporary file, then copied there.
     """
     panels = [("success", 100.0, "success rate (%)", (-2, 102))]
     if visited:
@@ -35,7 +40,13 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int 
     axes[0].set_title(title)
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    if paths.is_local(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / path.name
+            fig.savefig(local, dpi=120)
+            paths.copy_local_file(local, path)
     plt.close(fig)
     return path

@@ -25,6 +25,7 @@ from typing import Any
 
 import jax
 
+from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
 
 RUNTIME_FILE = "runtime.jsonl"
@@ -92,14 +93,19 @@ def describe(facts: dict[str, Any]) -> str:
 def record(folder: Path, facts: dict[str, Any]) -> None:
     """Append ``facts`` as one JSON line to ``folder / RUNTIME_FILE`` (main process only).
 
-    A line torn by a kill is left alone: the new one starts on a fresh line.
+    A line torn by a kill is left alone: the new one starts on a fresh line. On an
+    object store the file is rewritten whole (``paths.append_text``).
     """
     if not is_main_process():
         return
     path = folder / RUNTIME_FILE
-    torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with path.open("a") as f:
-        f.write(("\n" if torn else "") + json.dumps(facts, sort_keys=True) + "\n")
+    if paths.is_local(path):
+        torn = (path.exists() and path.stat().st_size > 0
+                and not path.read_bytes().endswith(b"\n"))
+    else:
+        data = path.read_bytes() if path.exists() else b""
+        torn = bool(data) and not data.endswith(b"\n")
+    paths.append_text(path, ("\n" if torn else "") + json.dumps(facts, sort_keys=True) + "\n")
 
 
 def read_records(folder: Path) -> list[dict[str, Any]]:

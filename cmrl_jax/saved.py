@@ -3,7 +3,8 @@
 A results folder (a table's, or the generic command's) holds one subfolder per
 program with ``config.json`` and ``checkpoints/``. ``load_policy`` rebuilds the
 program's runner from the config alone (no training script needed), restores
-the newest checkpoint and keeps one run's parameters (no optimizer state).
+the newest checkpoint and keeps one run's parameters (no optimizer state). The
+folder may be on an object store (``gs://...``, ``cmrl_jax.paths.results_path``).
 """
 
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ def load_policy(folder: str | Path, method: str | None = None, seed: int = 0,
     from cmrl_jax.train import make_init, make_runner
 
     matches = []
-    for program in _programs(Path(folder)):
+    from cmrl_jax.paths import results_path
+
+    for program in _programs(results_path(folder, "results folder")):
         cfg = TrainConfig.from_json((program / "config.json").read_text())
         for i, run in enumerate(cfg.runs):
             if method not in (None, run.row) or run.seed != seed:

@@ -120,7 +120,7 @@ RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distri
 class Plan:
     """Validated programs of one invocation."""
 
-    folder: Path
+    folder: Path  # or an object store's epath.Path (cmrl_jax.paths.results_path)
     experiment_json: str
     programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
 
@@ -226,7 +226,9 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         cfg.validate()
         programs.append((arch, cfg))
 
-    folder = Path(args.out or f"results/{spec.name}")
+    from cmrl_jax.paths import results_path
+
+    folder = results_path(args.out or f"results/{spec.name}")
     exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUNTIME_OPTIONS}
     exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
     return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
