@@ -222,3 +222,22 @@ def test_object_store_branch_trains_and_resumes_like_the_local_one(local_run, tm
         run_training(TINY, broken, progress=False)
     assert (broken / EVAL_FILE).read_text() == "".join(lines[:2])
     assert (broken / RUNTIME_FILE).read_text() == (folder / RUNTIME_FILE).read_text()
+
+
+def test_table_command_on_the_object_store_branch(tmp_path, object_store_branch, capsys):
+    """The table command end to end on the object-store branch: one warning line instead of
+    the lock, table, figure (drawn locally, then copied) and records; a rerun reprints it."""
+    out = tmp_path / "t1"
+    argv = ["--methods", "RL2", "--seeds", "1", "--updates", "2", "--chunk-updates", "1",
+            "--batch-size", "4", "--no-progress", "--extra", "eval_batches=1",
+            "eval_batch_size=8", "--out", str(out)]
+    first = table1.main(argv)
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("warning:")] == [
+        f"warning: {out} is on an object store, which has no writer lock: run one command "
+        "at a time on it (only process 0 writes under --distributed)"]
+    assert (out / "table1.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(out.rglob(LOCK_FILE))
+    assert len(read_history(out / "sequential")) == 3  # updates 0, 1, 2
+    assert table1.main(argv) == first  # resumes a finished folder: the same table
+    assert len(read_records(out)) == 2 and len(read_records(out / "sequential")) == 2
