@@ -101,6 +101,15 @@ def forget_writes(folder: ResultsPath) -> None:
         _WRITTEN.pop(key, None)
 
 
+def local_path(path: Any, flag: str = "--out") -> pathlib.Path:
+    """``pathlib.Path(path)`` for an output that must be local (a figure for docs/);
+    ConfigError (one line) for a URI, which pathlib would turn into a folder named ``gs:``."""
+    if scheme(path) is not None:
+        raise ConfigError(f"{flag} {path}: must be a local file (copy it to the bucket "
+                          "afterwards; nothing was changed)")
+    return pathlib.Path(path)
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -16,7 +16,6 @@ with the recorded actions and checked against the record
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.hooks import renderer_of
@@ -51,6 +50,7 @@ class EpisodeArgs:
 def main(argv: list[str] | None = None) -> dict:
     """Run one meta-episode, replay its states, draw the strip; return what was drawn."""
     from cmrl_jax.lock import check_writable
+    from cmrl_jax.paths import local_path, results_path
     from envs.registry import env_spec
 
     args = parse_cli(EpisodeArgs, argv, __doc__.split("\n")[0])
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.env is not None:
             env_spec(args.env)  # unknown env: one line
         if args.out is not None:
-            check_writable(Path(args.out), is_file=True)  # before reading anything
-        where = find_run(Path(args.results), args.env, args.method, args.seed,
-                         args.learning_rate)
-        out = Path(args.out or f"docs/figures/{file_name(where.cfg.env)}_episode.png")
+            check_writable(local_path(args.out), is_file=True)  # before reading anything
+        where = find_run(results_path(args.results, "--results"), args.env, args.method,
+                         args.seed, args.learning_rate)
+        out = local_path(args.out or f"docs/figures/{file_name(where.cfg.env)}_episode.png")
         check_writable(out, is_file=True)  # before the sampling, not after
         strip = renderer_of(where.cfg.env, "strip", "the meta-episode strip")
         policy = load_run(where)

@@ -25,7 +25,6 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -83,7 +82,9 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if args.chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {args.chunk}")
-    results = Path(args.results)
+    from cmrl_jax.paths import results_path
+
+    results = results_path(args.results, "--results")  # a local folder or gs://...
     base = find_run(results, args.env, args.baseline, args.seed_index, args.learning_rate)
     cmrl = find_run(results, args.env, args.cmrl_method, args.seed_index, args.learning_rate)
     if base.cfg.env_kwargs != cmrl.cfg.env_kwargs:
@@ -103,8 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = parse_cli(Figure6Args, argv, __doc__.split("\n")[0])
     t0 = time.perf_counter()
-    png = Path(args.out or f"docs/figures/figure6_{file_name(args.env)}.png")
+    from cmrl_jax.paths import local_path
+
     try:
+        png = local_path(args.out or f"docs/figures/figure6_{file_name(args.env)}.png")
         check_writable(png, is_file=True)  # before the sampling, not after
         base, cmrl, heatmap = _validate(args)
         where = {"baseline": base, "cmrl": cmrl}

@@ -93,6 +93,26 @@ def test_unusable_out_uri_is_one_line_and_exit_2(monkeypatch, capsys, out, messa
     assert capsys.readouterr().err.splitlines() == [message]
 
 
+@pytest.mark.parametrize("command", ["figure6", "episode_figure"])
+@pytest.mark.parametrize("flag", ["--results", "--out"])
+def test_figure_commands_read_gs_results_but_write_local_figures(monkeypatch, capsys, tmp_path,
+                                                                  command, flag):
+    """Figure commands read --results through results_path (gs:// without its filesystem: one
+    line, exit 2) and refuse a URI --out (a figure for docs/) instead of making a gs: folder."""
+    from experiments import episode_figure, figure6
+
+    monkeypatch.setattr(paths, "_available", lambda name: False)
+    main = {"figure6": figure6.main, "episode_figure": episode_figure.main}[command]
+    args = {"--results": str(tmp_path / "none"), "--out": str(tmp_path / "fig.png")}
+    args[flag] = "gs://bucket/x"
+    with pytest.raises(SystemExit) as e:
+        main(["--env", "color_choice", *[x for kv in args.items() for x in kv]])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {flag} gs://bucket/x: ")
+    assert not list(pathlib.Path.cwd().glob("gs:*"))
+
+
 def test_gs_is_usable_when_its_filesystem_is_installed(gcs):
     """With a ``gcs`` fsspec filesystem present, ``--out gs://`` is an epath.Path."""
     folder = paths.results_path("gs://bucket/run")
