@@ -11,7 +11,11 @@ input carried unchanged.
 Agent input at each decision: [flattened observation, one-hot previous
 action, previous reward * reward_input_scale, previous done flag]. The
 previous-* fields carry across explore sub-episode boundaries (that is how
-RL2 remembers); the exploit sub-episode starts with them zeroed.
+RL2 remembers); the exploit sub-episode starts with them zeroed. Observation
+features the env declares constant (``constant_observation``, e.g.
+Color-Choice's view rows beyond the grid) are left out of the input the engine
+builds and stores; the networks add their share once per call
+(``constant_inputs``): the same numbers up to float reassociation.
 
 Terminal results are *absorbed* exactly once. A sub-episode's terminal result
 (its last action, reward and done = 1) is the input of the step after its end:
@@ -37,14 +41,14 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment
 
-from cmrl_jax.networks import Agent, keep_where
+from cmrl_jax.networks import Agent, InputCompaction, keep_where
 from cmrl_jax.policy import Policy, make_policy
 
 
 class Transition(NamedTuple):
     """One decision of R rollouts. Leaves gain leading [T] axes when stacked by scan."""
 
-    x: jax.Array  # float32 [R, D]   agent input
+    x: jax.Array  # float32 [R, D]   agent input (its varying features: ``runner.x_dim``)
     logits: jax.Array  # float32 [R, P]   policy head (logits, or Gaussian mean and log std)
     value: jax.Array  # float32 [R]
     action: jax.Array  # int32 [R] (discrete) or float32 [R, d] (pre-squash u, continuous)
@@ -70,7 +74,7 @@ class RolloutState:
     """Scan carry of R rollouts stepping together."""
 
     env_state: Any  # env state pytree, leaves [R, ...]
-    obs: jax.Array  # float32 [R, O]   flattened observation
+    obs: jax.Array  # float32 [R, O]   flattened observation (its varying features)
     prev_action: jax.Array  # int32 [R] or float32 [R, d]
     prev_reward: jax.Array  # float32 [R]
     prev_done: jax.Array  # float32 [R]
@@ -114,6 +118,35 @@ def _constant_first_observation(env: environment.Environment, env_params: Any) -
     return True
 
 
+def constant_inputs(env: environment.Environment, env_params: Any, input_dim: int,
+                    obs_dim: int) -> InputCompaction | None:
+    """The agent-input features the env declares constant, or None.
+
+    An env may define ``constant_observation(env_params) -> (mask, values)``
+    (numpy arrays of the observation's shape: which features never change, and
+    their values; e.g. ``envs.color_choice``'s view rows beyond the grid). The
+    agent input is then [varying observation features, previous-* inputs] and
+    the networks add the constant features' share of their input products once
+    per call (``networks.InputCompaction``): the same numbers up to float
+    reassociation, with narrower step inputs and stored buffers.
+    """
+    declared = getattr(env, "constant_observation", None)
+    if declared is None:
+        return None
+    mask, values = declared(env_params)
+    mask = np.reshape(np.asarray(mask, bool), (-1,))
+    values = np.reshape(np.asarray(values, np.float32), (-1,))
+    if mask.shape != (obs_dim,) or values.shape != (obs_dim,):
+        raise ValueError(f"constant_observation gives {mask.shape} / {values.shape}, "
+                         f"the observation has {obs_dim} features")
+    if not mask.any():
+        return None
+    const = np.flatnonzero(mask)
+    keep = np.concatenate([np.flatnonzero(~mask), np.arange(obs_dim, input_dim)])
+    return InputCompaction(input_dim, tuple(map(int, keep)), tuple(map(int, const)),
+                           tuple(map(float, values[const])))
+
+
 def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
     """Default success of an env that reports ``info["goal"]``: the exploit sub-episode
     entered a goal with positive reward (bool scalar)."""
@@ -139,8 +172,13 @@ class MetaEpisodeRunner:
         horizon: int,
         reward_scale: float = 1.0,
         success=None,
+        use_constant_inputs: bool = True,
     ):
         """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence.
+
+        ``use_constant_inputs``: leave the features the env declares constant out
+        of the agent input (``constant_inputs``); False: the full input (the
+        reference path of tests/test_fast_paths.py).
 
         ``success(exploit Transition [H, 1], task, env_params) -> bool`` defines a
         meta-episode's success (default ``goal_success``; ``envs.registry`` resolves
@@ -158,7 +196,19 @@ class MetaEpisodeRunner:
         self.num_params = self.policy.num_params  # policy-head outputs per rollout
         obs, _ = jax.eval_shape(lambda: env.reset_env(jax.random.PRNGKey(0), env_params))
         self.obs_dim = int(np.prod(obs.shape))
-        self.input_dim = self.obs_dim + self.policy.feature_dim + 2
+        self.input_dim = self.obs_dim + self.policy.feature_dim + 2  # the parameters' input
+        self.compaction = (
+            constant_inputs(env, env_params, self.input_dim, self.obs_dim)
+            if use_constant_inputs else None
+        )
+        # Observation features the agent input holds (None: all of them).
+        self.obs_keep = None
+        self.x_dim = self.input_dim  # width of the agent input the engine builds
+        if self.compaction is not None:
+            self.obs_keep = np.asarray(
+                [i for i in self.compaction.keep if i < self.obs_dim], np.int32
+            )
+            self.x_dim = len(self.compaction.keep)
         self.num_rollouts = k_explore if concurrent else 1
         self.constant_start = _constant_first_observation(env, env_params)
         if agent.num_rollouts != self.num_rollouts:
@@ -167,11 +217,26 @@ class MetaEpisodeRunner:
             )
 
     # ------------------------------------------------------------------ steps
+    def step_params(self, params):
+        """The parameters the step functions use: ``params`` with the constant input
+        features folded in (``networks.InputCompaction``), or ``params`` itself."""
+        if self.compaction is None:
+            return params
+        return self.agent.compact_params(params, self.compaction)
+
+    def _obs(self, obs: jax.Array, r: int) -> jax.Array:
+        """Observations [R, ...] -> the agent input's observation features float32 [R, O']."""
+        obs = jnp.reshape(obs, (r, -1))
+        if self.obs_keep is not None:
+            obs = obs[:, self.obs_keep]
+        return obs.astype(jnp.float32)
+
     def _start(self, state0, obs0, r: int, memory) -> RolloutState:
         """R rollouts at the task's initial state with zeroed previous-* inputs."""
+        obs = self._obs(jnp.reshape(obs0, (1, -1)), 1)
         return RolloutState(
             env_state=_broadcast(state0, r),
-            obs=jnp.broadcast_to(jnp.reshape(obs0, (-1,)), (r, self.obs_dim)),
+            obs=jnp.broadcast_to(obs, (r, obs.shape[1])),
             prev_action=self.policy.no_action(r),
             prev_reward=jnp.zeros((r,), jnp.float32),
             prev_done=jnp.zeros((r,), jnp.float32),
@@ -220,7 +285,7 @@ class MetaEpisodeRunner:
         goal = jnp.where(live, info.get("goal", jnp.full((r,), -1, jnp.int32)), -1)
         s = RolloutState(
             env_state=keep_where(live, env_state, s.env_state),
-            obs=keep_where(live, jnp.reshape(obs, (r, -1)).astype(jnp.float32), s.obs),
+            obs=keep_where(live, self._obs(obs, r), s.obs),
             prev_action=keep_where(live, action, s.prev_action),
             prev_reward=jnp.where(live, reward, s.prev_reward),
             prev_done=jnp.where(live, done.astype(jnp.float32), s.prev_done),
@@ -260,6 +325,10 @@ class MetaEpisodeRunner:
 
     def explore(self, params, task, key: jax.Array, greedy: bool = False):
         """The explore phase -> (Transition [T_e, R, ...], final RolloutState)."""
+        return self._explore(self.step_params(params), task, key, greedy)
+
+    def _explore(self, params, task, key: jax.Array, greedy: bool):
+        """``explore`` with step parameters (``step_params``)."""
         obs0, state0 = task
         agent = self.agent
         memory = agent.explore_carry(params)
@@ -291,6 +360,10 @@ class MetaEpisodeRunner:
         Every explore rollout has ended here (done = 1 in its input); the ones
         whose result the memory already absorbed stay frozen.
         """
+        return self._handoff(self.step_params(params), final)
+
+    def _handoff(self, params, final: RolloutState):
+        """``handoff`` with step parameters."""
         memory, _, _ = self.agent.explore_step(
             params, final.memory, self._input(final), final.pending
         )
@@ -298,6 +371,10 @@ class MetaEpisodeRunner:
 
     def exploit(self, params, task, memory, key: jax.Array, greedy: bool = False) -> Transition:
         """The exploit sub-episode from the task's initial state -> Transition [H, 1, ...]."""
+        return self._exploit(self.step_params(params), task, memory, key, greedy)
+
+    def _exploit(self, params, task, memory, key: jax.Array, greedy: bool) -> Transition:
+        """``exploit`` with step parameters."""
         obs0, state0 = task
         s = self._start(state0, obs0, 1, memory)
         return self._sub_episode(self.agent.exploit_step, params, s, key, greedy)[1]
@@ -314,9 +391,10 @@ class MetaEpisodeRunner:
         """
         k_reset, k_explore, k_exploit = jax.random.split(key, 3)
         task = self.task(k_reset)
-        explore, final = self.explore(params, task, k_explore, greedy)
-        memory = self.handoff(params, final)
-        exploit = self.exploit(params, task, memory, k_exploit, greedy)
+        step_params = self.step_params(params)  # once per meta-episode
+        explore, final = self._explore(step_params, task, k_explore, greedy)
+        memory = self._handoff(step_params, final)
+        exploit = self._exploit(step_params, task, memory, k_exploit, greedy)
         success = self.success_fn(exploit, task, self.env_params)
         return MetaEpisode(explore=explore, exploit=exploit, success=success), task
 
@@ -335,10 +413,14 @@ class MetaEpisodeRunner:
     def rerun_explore(self, params, x: jax.Array, live: jax.Array):
         """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A].
 
+        ``x``: agent inputs as the engine stores them (``Transition.x``, width ``x_dim``).
+
         ``live`` marks the live decisions of each input row; the memory steps
         as in the run that made them (``memory_steps``), so re-running a
         meta-episode's own inputs reproduces its logits.
         """
+
+        params = self.step_params(params)
 
         def body(memory, xs):
             memory, logits, _ = self.agent.explore_step(params, memory, *xs)

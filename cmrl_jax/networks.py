@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ARCHITECTURES: tuple[str, ...] = ("sequential", "central_lstm", "meta_lstm")
 
@@ -32,6 +33,47 @@ def keep_where(live: jax.Array, new, old):
         return jnp.where(m, n, o)
 
     return jax.tree.map(pick, new, old)
+
+
+@dataclass(frozen=True)
+class InputCompaction:
+    """Agent-input features that never change (static; ``engine.constant_inputs``).
+
+    The engine then feeds the agent only the ``keep`` features of its full
+    input (in that order); ``compact_params`` turns parameters made for the
+    full input into parameters for that narrower one. For every LSTM input
+    product, W x + b = W[keep] x[keep] + (b + W[const] c): the rows of the
+    constant features leave the kernel and their share joins the bias, computed
+    once per call. Gradients are those of the full product (d/dW[const] =
+    c (x) d/db), up to float reassociation.
+    """
+
+    full_dim: int  # width of the full agent input (the parameters')
+    keep: tuple[int, ...]  # indices of the varying features
+    const: tuple[int, ...]  # indices of the constant features
+    values: tuple[float, ...]  # their values
+
+    def rows(self, blocks: int = 1, tail: int = 0):
+        """Kernel rows of an input of ``blocks`` agent inputs then ``tail`` other features
+        -> (kept rows int [blocks * |keep| + tail], constant rows int [blocks * |const|],
+        their values float32)."""
+        base = np.arange(blocks)[:, None] * self.full_dim
+        keep = np.concatenate([(base + np.asarray(self.keep)).ravel(),
+                               blocks * self.full_dim + np.arange(tail)])
+        const = (base + np.asarray(self.const)).ravel()
+        return keep, const, np.tile(np.asarray(self.values, np.float32), blocks)
+
+
+def compact_cell(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: int = 0):
+    """An ``nn.OptimizedLSTMCell``'s params for the compact input (see ``InputCompaction``)."""
+    keep, const, values = compaction.rows(blocks, tail)
+    cell = dict(cell)
+    for gate in "ifgo":
+        kernel = cell[f"i{gate}"]["kernel"]
+        cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel[keep]}
+        h = cell[f"h{gate}"]
+        cell[f"h{gate}"] = {**h, "bias": h["bias"] + jnp.asarray(values) @ kernel[const]}
+    return cell
 
 
 class _ExploitPolicy(nn.Module):
@@ -67,6 +109,11 @@ class _SingleMemoryAgent(nn.Module):
     def explore_carry(self) -> Carry:
         """Learned initial memory."""
         return (self.c0, self.h0)
+
+    def input_cells(self):
+        """The LSTM cells that read the agent input: (param path, blocks, tail) each
+        (their input: ``blocks`` agent inputs, then ``tail`` other features)."""
+        return ((("explore_lstm",), 1, 0), (("exploit", "exploit_lstm"), 1, 0))
 
     def exploit_carry(self, carry: Carry) -> Carry:
         """The explore memory starts the exploit LSTM."""
@@ -116,6 +163,10 @@ class CentralLSTMAgent(_SingleMemoryAgent):
         self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
         self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
 
+    def input_cells(self):
+        """The explore LSTM reads the K rollouts' inputs side by side."""
+        return ((("explore_lstm",), self.num_rollouts, 0), (("exploit", "exploit_lstm"), 1, 0))
+
     def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]; the LSTM steps while any rollout lives."""
         new, _ = self.cell(carry, jnp.reshape(x, (-1,)))
@@ -159,6 +210,10 @@ class MetaLSTMAgent(nn.Module):
         """((rollout c [K, H], rollout h [K, H]), (meta c [H], meta h [H]))."""
         return ((self.rollout_c0, self.rollout_h0), (self.meta_c0, self.meta_h0))
 
+    def input_cells(self):
+        """The rollout LSTM reads [x; h_meta], the exploit LSTM x."""
+        return ((("rollout_lstm",), 1, self.hidden), (("exploit", "exploit_lstm"), 1, 0))
+
     def explore_step(self, carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]."""
         rollout, meta = carry
@@ -196,6 +251,17 @@ class Agent:
         """Initial parameters."""
         r = self.num_rollouts
         return self.module.init(key, jnp.zeros((r, input_dim)), jnp.ones((r,), bool))
+
+    def compact_params(self, params, compaction: InputCompaction):
+        """``params`` for the compact agent input (``InputCompaction``); differentiable."""
+        tree = dict(params["params"])
+        for path, blocks, tail in self.module.input_cells():
+            node = tree
+            for name in path[:-1]:
+                node[name] = dict(node[name])
+                node = node[name]
+            node[path[-1]] = compact_cell(node[path[-1]], compaction, blocks, tail)
+        return {**params, "params": tree}
 
     def explore_carry(self, params):
         """Initial explore memory."""

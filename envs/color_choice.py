@@ -174,6 +174,33 @@ class ColorChoice(environment.Environment[EnvState, EnvParams]):
         wall = ~_inside(cells, params)
         return jnp.concatenate([goals, wall[None]], axis=0).astype(jnp.float32)
 
+    def constant_observation(self, params: EnvParams) -> tuple[np.ndarray, np.ndarray]:
+        """Which observation features never change, and their values (static, numpy).
+
+        A view cell that lies outside the grid for every agent cell and
+        orientation (the rows farther ahead than the grid is long: 11 of the 15
+        on the paper's 5 x 5 free cells) always reads wall = 1, goals = 0.
+        Returns (mask bool [N + 1, D, 3], values float32 [N + 1, D, 3]); the
+        engine leaves these features out of the agent input
+        (``engine.constant_inputs``).
+        """
+        h, w = params.height, params.width
+        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        pos = np.stack([rows.ravel(), cols.ravel()], axis=-1)  # [h*w, 2]
+        ahead = np.arange(1, self.view_depth + 1)[:, None, None]  # [D, 1, 1]
+        side = np.arange(-1, 2)[None, :, None]  # [1, 3, 1]
+        outside = np.ones((self.view_depth, 3), bool)
+        for o in range(4):
+            cells = ahead * DIRECTIONS[o] + side * DIRECTIONS[(o + 1) % 4]  # [D, 3, 2]
+            cells = pos[:, None, None, :] + cells[None]  # [h*w, D, 3, 2]
+            inside = ((cells[..., 0] >= 0) & (cells[..., 0] < h)
+                      & (cells[..., 1] >= 0) & (cells[..., 1] < w))
+            outside &= ~inside.any(axis=0)
+        mask = np.broadcast_to(outside, (self.num_goals + 1,) + outside.shape).copy()
+        values = np.zeros(mask.shape, np.float32)
+        values[-1] = outside  # the wall channel reads 1 there, goal channels 0
+        return mask, values
+
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         """The agent stands on a goal (it never starts on one)."""
         return jnp.any(jnp.all(state.goal_pos == state.agent_pos, axis=-1))
