@@ -30,7 +30,8 @@ from cmrl_jax.train import make_trainer
 
 
 class NonFiniteError(RuntimeError):
-    """A run's loss, gradient norm or parameters stopped being finite (CLI exit status 3)."""
+    """A run's loss, gradient norm, parameters or evaluation stopped being finite (CLI exit
+    status 3)."""
 
 
 def nonfinite_message(cfg: TrainConfig, finite: np.ndarray, done: int) -> str | None:
@@ -52,6 +53,33 @@ def nonfinite_message(cfg: TrainConfig, finite: np.ndarray, done: int) -> str | 
         f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g}) became "
         f"non-finite at update {done + int(first[i]) + 1} (loss, gradient norm or "
         f"parameters){more}; stopped: the folder keeps update {done}, unchanged"
+    )
+
+
+def nonfinite_eval_message(cfg: TrainConfig, stats, update: int, done: int) -> str | None:
+    """One line naming the first run whose evaluation at ``update`` is not finite; None if all are.
+
+    Training can stay finite while an evaluation is not (an environment that returns
+    NaN on a state only the greedy or a fresh batch reaches); such a row would be
+    logged as NaN and poison the table, so the chunk stops like a training fault.
+
+    Args:
+      stats: the evaluation's fields (success, visited goals, returns), each [R].
+      done: updates the folder keeps (its newest checkpoint).
+    """
+    fields = {name: np.asarray(value, np.float64) for name, value in stats._asdict().items()}
+    bad = {name: ~np.isfinite(v) for name, v in fields.items()}
+    failed = [i for i in range(len(cfg.runs)) if any(b[i] for b in bad.values())]
+    if not failed:
+        return None
+    i = failed[0]
+    run = cfg.runs[i]
+    names = ", ".join(f"{name} {fields[name][i]}" for name in fields if bad[name][i])
+    more = f" (and {len(failed) - 1} more run(s) of this program)" if len(failed) > 1 else ""
+    return (
+        f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g}): the "
+        f"evaluation at update {update} is not finite ({names}){more}; stopped: the folder "
+        f"keeps update {done}, unchanged"
     )
 
 
@@ -148,8 +176,15 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             history.extend(rows)
             logged.update((r["update"], r["run"]) for r in rows)
 
+        def evaluate(state, update: int, done: int):
+            stats = trainer.evaluate(state, hp)
+            fault = nonfinite_eval_message(cfg, stats, update, done)
+            if fault is not None:
+                raise NonFiniteError(f"{folder}: {fault}")  # the program's folder
+            return stats
+
         if start == 0:
-            log(0, trainer.evaluate(state, hp))
+            log(0, evaluate(state, 0, 0))
         chunks = cfg.num_updates // cfg.chunk_updates
         bar = tqdm(
             total=cfg.num_updates,
@@ -167,10 +202,14 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             if fault is not None:
                 bar.close()
                 raise NonFiniteError(f"{folder}: {fault}")  # the program's folder
-            stats = trainer.evaluate(state, hp)
             # Every run advances together; counted here, since with several processes
             # the runs' own counters are shards no single process holds.
             update = (chunk + 1) * cfg.chunk_updates
+            try:
+                stats = evaluate(state, update, chunk * cfg.chunk_updates)
+            except NonFiniteError:
+                bar.close()
+                raise
             log(update, stats, metrics)
             ckpt.save(update, state)
             bar.update(cfg.chunk_updates)

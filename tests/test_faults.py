@@ -210,6 +210,43 @@ def test_nonfinite_run_stops_and_keeps_the_last_finite_update(tmp_path):
     assert after == before
 
 
+def test_nonfinite_evaluation_stops_like_a_training_fault(tmp_path, monkeypatch):
+    """Training finite, run 1's evaluation at update 2 NaN: stop naming run, update and field;
+    the folder keeps update 1 (rows and checkpoint), and no NaN row is logged."""
+    import cmrl_jax.loop as loop
+
+    cfg = dataclasses.replace(NAN_CFG, runs=(NAN_CFG.runs[0], RunSpec("StDev-Until-Exploit", 1,
+                                                                        1e-3)))
+    real = loop.make_trainer
+    calls = []
+
+    def poisoned(cfg, mesh=None):
+        trainer = real(cfg, mesh)
+
+        def evaluate(state, hp):
+            stats = trainer.evaluate(state, hp)
+            calls.append(1)
+            if len(calls) == 3:  # updates 0, 1, then 2
+                stats = stats._replace(success=stats.success.at[1].set(jnp.nan))
+            return stats
+
+        return dataclasses.replace(trainer, evaluate=evaluate)
+
+    monkeypatch.setattr(loop, "make_trainer", poisoned)
+    with pytest.raises(NonFiniteError) as exc:
+        run_training(cfg, tmp_path, progress=False)
+    assert str(exc.value) == (
+        f"{tmp_path}: run 1 (StDev-Until-Exploit, seed 1, learning rate 0.001): the evaluation "
+        "at update 2 is not finite (success nan); stopped: the folder keeps update 1, unchanged")
+    rows = read_history(tmp_path)
+    assert [(r["update"], r["run"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    ckpt = Checkpointer(tmp_path, read_only=True)
+    try:
+        assert ckpt.manager.all_steps() == [1]
+    finally:
+        ckpt.close()
+
+
 def test_cli_nonfinite_exits_3_without_a_table(reference, tmp_path):
     """The table command: one line naming the run, exit status 3, no table written."""
     code, err = _finish(_start(tmp_path, "--learning-rate", "1e38"))
