@@ -74,6 +74,10 @@ def backend_facts(meshes: dict[str, Any] | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "versions": versions(),
+        # The networks' float32 matmuls: "default" is the backend's choice (TF32 on recent
+        # NVIDIA GPUs, one bfloat16 pass on TPUs; full float32 on CPUs). Set with
+        # JAX_DEFAULT_MATMUL_PRECISION=highest for full float32 everywhere.
+        "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
     }
     if meshes:
         facts["meshes"] = {name: mesh_shape(m) for name, m in meshes.items()}
@@ -86,6 +90,8 @@ def describe(facts: dict[str, Any]) -> str:
             f" ({facts['process_count']} process{'es' if facts['process_count'] > 1 else ''})")
     for name, shape in facts.get("meshes", {}).items():
         line += f", {name} on " + " x ".join(f"{k} {v}" for k, v in shape.items())
+    if facts.get("matmul_precision", "default") != "default":
+        line += f", matmul precision {facts['matmul_precision']}"
     v = facts["versions"]
     return line + f"; jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, mujoco {v['mujoco']}"
 

@@ -22,6 +22,18 @@ def test_facts_name_backend_devices_and_versions():
     line = runtime.describe(facts)
     assert line.startswith("backend cpu: ") and "jax " in line and "mujoco " in line
     assert "\n" not in line
+    assert facts["matmul_precision"] == "default" and "matmul" not in line
+
+
+def test_facts_name_a_chosen_matmul_precision():
+    """JAX_DEFAULT_MATMUL_PRECISION (or the context manager) shows in the facts and the line:
+    on an accelerator it decides whether the networks run at full float32."""
+    import jax
+
+    with jax.default_matmul_precision("highest"):
+        facts = runtime.backend_facts()
+    assert facts["matmul_precision"] == "highest"
+    assert ", matmul precision highest;" in runtime.describe(facts)
 
 
 def test_folder_made_on_one_backend_resumes_on_another(tmp_path):
