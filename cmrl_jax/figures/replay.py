@@ -48,14 +48,20 @@ def _jitted_step(env):
 
 
 def replay(env, params, obs0, state0, rollout: dict, obs_dim: int, atol: float = 1e-8,
-           env_action=None) -> Replay:
+           env_action=None, obs_keep=None) -> Replay:
     """Re-step ``env`` from the task (``obs0``, ``state0``) with a rollout's live actions,
     checking the record (observations within ``atol`` and np.allclose's relative 1e-5).
 
     ``env_action``: the policy's map from a recorded action to the env's (a continuous
-    policy records the pre-squash ``u``); None: the identity. RuntimeError if the replay
-    departs from the record.
+    policy records the pre-squash ``u``); None: the identity. ``obs_keep``: the flattened
+    observation's features the agent input holds (``runner.obs_keep``; None: all), the
+    first ``obs_dim`` of ``rollout["x"]``. RuntimeError if the replay departs from the record.
     """
+
+    def seen(obs):
+        flat = np.reshape(np.asarray(obs), -1)
+        return flat if obs_keep is None else flat[obs_keep]
+
     step = _jitted_step(env)
     to_env = env_action if env_action is not None else np.asarray
     actions = []
@@ -63,7 +69,7 @@ def replay(env, params, obs0, state0, rollout: dict, obs_dim: int, atol: float =
     states, state = [state0], state0
     goal, total = -1, 0.0
     live = rollout["live"]
-    if not np.allclose(np.reshape(obs0, -1), rollout["x"][0, :obs_dim], atol=atol):
+    if not np.allclose(seen(obs0), rollout["x"][0, :obs_dim], atol=atol):
         raise RuntimeError("replay starts from another state than the recorded meta-episode")
     for t in np.flatnonzero(live):
         actions.append(np.asarray(to_env(rollout["action"][t])))
@@ -73,7 +79,7 @@ def replay(env, params, obs0, state0, rollout: dict, obs_dim: int, atol: float =
         same = entered == int(rollout["goal"][t])
         same &= np.isclose(float(reward), float(rollout["reward"][t]))
         if t + 1 < len(live) and live[t + 1]:  # the next decision saw this observation
-            same &= np.allclose(np.reshape(obs, -1), rollout["x"][t + 1, :obs_dim], atol=atol)
+            same &= np.allclose(seen(obs), rollout["x"][t + 1, :obs_dim], atol=atol)
         if not same:
             raise RuntimeError(f"replay differs from the recorded meta-episode at step {t}")
         goal = entered if entered >= 0 else goal
@@ -90,8 +96,9 @@ def replay_meta_episode(runner, ep, obs0, state0, atol: float) -> tuple[list[Rep
     import jax
 
     to_env = jax.jit(runner.policy.env_action)
-    explore = [replay(env, params, obs0, state0, r, runner.obs_dim, atol, to_env)
+    seen = runner.x_dim - (runner.input_dim - runner.obs_dim)  # observation features in x
+    explore = [replay(env, params, obs0, state0, r, seen, atol, to_env, runner.obs_keep)
                for r in rollouts]
     exploit = replay(env, params, obs0, state0, split_rollouts(ep.exploit, True, 1, 0)[0],
-                     runner.obs_dim, atol, to_env)
+                     seen, atol, to_env, runner.obs_keep)
     return explore, exploit
