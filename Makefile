@@ -21,7 +21,7 @@ else
 $(error DEVICE must be cpu, cuda or tpu, got '$(DEVICE)')
 endif
 
-.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench device-check clean-venv
+.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench bench-peer device-check clean-venv
 
 install: $(STAMP)
 
@@ -53,6 +53,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
 	$(BIN)/python -m benchmarks.table_cost all --repeats 3
+
+# The PyTorch peer of Table 1's RL2 / ERL2 update (eager and torch.compile) against ours,
+# one process, same pinned cores; installs the optional `peer` extra (torch, CPU wheel).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+bench-peer: $(STAMP)
+	@$(BIN)/python -c 'import torch' 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) -e '.[$(EXTRAS),peer]'
+	$(BIN)/python -m benchmarks.torch_peer $(ARGS)
 
 # On a GPU / TPU VM (at most ~8 minutes): results/device_check/device_report.{json,md}.
 # `make device-check ARGS=--smoke` runs it at tiny sizes on any backend.
