@@ -3,6 +3,7 @@ against ours in one process (an optional extra: ``pip install -e '.[peer]'``).
 
     python -m benchmarks.torch_peer                          # make bench-peer
     python -m benchmarks.torch_peer --updates 20 --repeats 3 --threads 1
+    python -m benchmarks.torch_peer --no-compile --loop-runs --skip-checks   # quick, no compile
 
 Scope: ONE A2C update of the program ``experiments.table1`` trains for its RL2
 and ERL2 rows, at its configuration (10-Monty-Hall, K_explore = 10 sub-episodes
@@ -650,9 +651,26 @@ def timed(fn):
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+class LoopedPeer:
+    """The runs as separate one-run peers updated one after another (eager): the layout
+    the stacked weights replace, timed for reference (``--loop-runs``)."""
+
+    def __init__(self, pc: PeerConfig):
+        self.peers = [TorchPeer(dataclasses.replace(pc, methods=(m,), learning_rates=(lr,)),
+                                seed=i)
+                      for i, (m, lr) in enumerate(zip(pc.methods, pc.learning_rates,
+                                                      strict=True))]
+
+    def update(self) -> dict:
+        """One update of every run; -> the diagnostics, concatenated over runs."""
+        infos = [peer.update() for peer in self.peers]
+        return {k: torch.cat([i[k] for i in infos]) for k in infos[0]}
+
+
 def measure(updates: int = 20, repeats: int = 3, threads: int = 1, batch_size: int = 128,
-            compile: bool = True, warm_caches: bool = False) -> dict:
-    """Interleaved timing of ours, torch eager and torch.compile on this process's cores.
+            compile: bool = True, warm_caches: bool = False, loop_runs: bool = False) -> dict:
+    """Interleaved timing of ours, torch eager and torch.compile on this process's cores
+    (``loop_runs``: also eager with the runs as separate models in a Python loop).
 
     Compile times are cold unless ``warm_caches``: JAX's persistent compilation cache is
     off and inductor compiles into a fresh temporary cache folder."""
@@ -683,6 +701,8 @@ def measure(updates: int = 20, repeats: int = 3, threads: int = 1, batch_size: i
 
     impls = {"ours (JAX/XLA)": ours}
     peers = {"torch eager": TorchPeer(pc)}
+    if loop_runs:
+        peers["torch eager, runs in a loop"] = LoopedPeer(pc)
     if compile:
         peers["torch.compile"] = TorchPeer(pc, compile=True)
     errors = {}
@@ -762,6 +782,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--skip-checks", action="store_true")
+    p.add_argument("--loop-runs", action="store_true",
+                   help="also time eager torch with the 6 runs as separate models in a loop")
     p.add_argument("--warm-caches", action="store_true",
                    help="keep JAX's persistent and inductor's compilation caches (default: cold)")
     a = p.parse_args(argv)
@@ -775,7 +797,7 @@ def main(argv: list[str] | None = None) -> dict:
         print("checks: " + json.dumps(run_checks(table1_config(batch_size=a.batch_size))),
               flush=True)
     result = measure(a.updates, a.repeats, a.threads, a.batch_size, not a.no_compile,
-                     a.warm_caches)
+                     a.warm_caches, a.loop_runs)
     print(render(result))
     print(json.dumps(result), flush=True)
     return result
