@@ -47,10 +47,17 @@ TRIALS = int(os.environ.get("CMRL_FAULT_TRIALS", "1"))
 
 def _start(folder: Path, *extra: str) -> subprocess.Popen:
     """``python -m experiments.table1`` on ``folder`` in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "experiments.table1", *CLI, *extra, "--out", str(folder)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    # A test runner started in the background (`cmd &`) ignores SIGINT, and an ignored
+    # signal stays ignored across exec: the command would never see the SIGINT case.
+    # A handled one is reset to the default, over which Python installs KeyboardInterrupt.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "experiments.table1", *CLI, *extra, "--out", str(folder)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:

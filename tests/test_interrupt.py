@@ -22,6 +22,8 @@ def test_sigint_to_a_worker_thread_interrupts_the_waiting_main_thread():
         release.wait(20)
         return []
 
+    # Python's own handler, as in a terminal (a runner started with `cmd &` ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="program")
     future = pool.submit(program)
     assert started.wait(10)
@@ -36,6 +38,7 @@ def test_sigint_to_a_worker_thread_interrupts_the_waiting_main_thread():
     finally:
         release.set()
         pool.shutdown()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_waits_for_every_program():
