@@ -302,10 +302,13 @@ def _exit_now(status: int, message: str) -> None:
 def _wait_for(futures: list, poll_s: float = 0.25) -> list[dict]:
     """Every program's rows; exits at the first program that fails (statuses above).
 
-    Waits in short slices: the kernel may hand SIGINT to any thread (an XLA or
-    worker thread), and a main thread blocked in one long lock wait would only
-    see the KeyboardInterrupt once a program finished (minutes of Ctrl-C doing
-    nothing on a loaded CPU); waking every ``poll_s`` lets Python raise it at once.
+    Waits in short slices: a SIGINT that lands on another thread (a worker or XLA
+    thread: Linux prefers the main thread but does not promise it, and
+    ``pthread_kill`` aims anywhere) only flags it for the main thread, which would
+    not look while blocked in one long lock wait, i.e. until a program's chunk
+    ended; waking every ``poll_s`` lets Python raise the KeyboardInterrupt at once.
+    (A command started in the background with ``&`` ignores SIGINT altogether:
+    stop it with SIGTERM.)
     """
     from cmrl_jax.loop import NonFiniteError
 
