@@ -54,24 +54,25 @@ METHODS = ("RL2", "ERL2")
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """The static shape of the sequential program (read from ours: ``table1_config``)."""
+    """The static shape of the sequential program, always read from ours (``table1_config``):
+    no defaults of its own to drift from our config."""
 
-    num_doors: int = 10
-    k_explore: int = 10
-    horizon: int = 1
-    hidden: int = 32
-    batch_size: int = 128
-    gamma: float = 0.99
-    value_coef: float = 0.5
-    reward_scale: float = 10.0
-    max_grad_norm: float = 1.0
-    entropy_explore: tuple[float, float] = (1.0, 0.01)
-    entropy_exploit: tuple[float, float] = (1.0, 0.01)
-    anneal_updates: float = 6000.0
-    gold_reward: float = 0.1
-    bomb_reward: float = -1.0
-    methods: tuple[str, ...] = ("RL2",) * 3 + ("ERL2",) * 3  # one per run
-    learning_rates: tuple[float, ...] = (2e-3,) * 6
+    num_doors: int
+    k_explore: int
+    horizon: int
+    hidden: int
+    batch_size: int
+    gamma: float
+    value_coef: float
+    reward_scale: float
+    max_grad_norm: float
+    entropy_explore: tuple[float, float]  # (start, end)
+    entropy_exploit: tuple[float, float]
+    anneal_updates: float
+    gold_reward: float
+    bomb_reward: float
+    methods: tuple[str, ...]  # one per run
+    learning_rates: tuple[float, ...]
 
     @property
     def num_actions(self) -> int:

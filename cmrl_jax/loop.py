@@ -47,13 +47,22 @@ def nonfinite_message(cfg: TrainConfig, finite: np.ndarray, done: int) -> str | 
         return None
     first = bad.argmax(axis=1)  # per run, index of its first non-finite update
     i = min(failed, key=lambda r: (first[r], r))
-    run = cfg.runs[i]
-    more = f" (and {len(failed) - 1} more run(s) of this program)" if len(failed) > 1 else ""
     return (
-        f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g}) became "
-        f"non-finite at update {done + int(first[i]) + 1} (loss, gradient norm or "
-        f"parameters){more}; stopped: the folder keeps update {done}, unchanged"
+        f"{_run_name(cfg, i)} became non-finite at update {done + int(first[i]) + 1} (loss, "
+        f"gradient norm or parameters){_more(failed)}; stopped: the folder keeps update "
+        f"{done}, unchanged"
     )
+
+
+def _run_name(cfg: TrainConfig, i: int) -> str:
+    """``run 1 (StDev-Until-Exploit, seed 1, learning rate 0.001)``."""
+    run = cfg.runs[i]
+    return f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g})"
+
+
+def _more(failed: list[int]) -> str:
+    """How many other runs of the program failed too, if any."""
+    return f" (and {len(failed) - 1} more run(s) of this program)" if len(failed) > 1 else ""
 
 
 def nonfinite_eval_message(cfg: TrainConfig, stats, update: int, done: int) -> str | None:
@@ -73,13 +82,10 @@ def nonfinite_eval_message(cfg: TrainConfig, stats, update: int, done: int) -> s
     if not failed:
         return None
     i = failed[0]
-    run = cfg.runs[i]
     names = ", ".join(f"{name} {fields[name][i]}" for name in fields if bad[name][i])
-    more = f" (and {len(failed) - 1} more run(s) of this program)" if len(failed) > 1 else ""
     return (
-        f"run {i} ({run.row}, seed {run.seed}, learning rate {run.learning_rate:g}): the "
-        f"evaluation at update {update} is not finite ({names}){more}; stopped: the folder "
-        f"keeps update {done}, unchanged"
+        f"{_run_name(cfg, i)}: the evaluation at update {update} is not finite ({names})"
+        f"{_more(failed)}; stopped: the folder keeps update {done}, unchanged"
     )
 
 

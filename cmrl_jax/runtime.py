@@ -105,12 +105,8 @@ def record(folder: Path, facts: dict[str, Any]) -> None:
     if not is_main_process():
         return
     path = folder / RUNTIME_FILE
-    if paths.is_local(path):
-        torn = (path.exists() and path.stat().st_size > 0
-                and not path.read_bytes().endswith(b"\n"))
-    else:
-        data = path.read_bytes() if path.exists() else b""
-        torn = bool(data) and not data.endswith(b"\n")
+    data = path.read_bytes() if path.exists() else b""
+    torn = bool(data) and not data.endswith(b"\n")
     paths.append_text(path, ("\n" if torn else "") + json.dumps(facts, sort_keys=True) + "\n")
 
 

@@ -83,9 +83,7 @@ def draw_rollout(ax, env, params, state0, r, colour) -> None:
 def renderer() -> Renderer:
     """Color-Choice's drawing hooks."""
     return Renderer(
-        heatmap=Heatmap(goal_positions=lambda env, state, params: env.goal_positions(state, params),
-                        bins=lambda env, params: env.heatmap_bins(params),
-                        first="row", second="column", image=True),
+        heatmap=Heatmap(first="row", second="column", image=True),
         strip=Strip(task_panels=task_panels, draw_rollout=draw_rollout, outcome=outcome,
                     legend="paths: circle = start, X = goal entered; the agent is drawn where "
                            "the sub-episode ended, its view shaded",

@@ -133,9 +133,7 @@ def draw_rollout(ax, env, params, state0, r, colour) -> None:
 def renderer() -> Renderer:
     """N-Reacher's drawing hooks."""
     return Renderer(
-        heatmap=Heatmap(goal_positions=lambda env, state, params: env.goal_positions(state, params),
-                        bins=lambda env, params: env.heatmap_bins(params),
-                        first="target x (m)", second="target y (m)", image=False),
+        heatmap=Heatmap(first="target x (m)", second="target y (m)", image=False),
         strip=Strip(task_panels=task_panels, draw_rollout=draw_rollout, outcome=outcome,
                     legend="targets: green +1, red -1 (hidden from the agent); fingertip path: "
                            "circle = start, dots = decisions, X = target entered; faint arm = "

@@ -22,8 +22,11 @@ from cmrl_jax.config import ConfigError
 class Heatmap:
     """Goal geometry for visitation heatmaps (Figure 6); needs ``info["goal"]`` from the env."""
 
-    goal_positions: Callable[[Any, Any, Any], Any]  # (env, state0, params) -> f32 [N, 2]; jittable
-    bins: Callable[[Any, Any], tuple]  # (env, params) -> (edges0 [B0 + 1], edges1 [B1 + 1])
+    # (env, state0, params) -> f32 [N, 2], jittable; default: the env's ``goal_positions``.
+    goal_positions: Callable[[Any, Any, Any], Any] = (
+        lambda env, state, params: env.goal_positions(state, params))
+    # (env, params) -> (edges0 [B0 + 1], edges1 [B1 + 1]); default: the env's ``heatmap_bins``.
+    bins: Callable[[Any, Any], tuple] = lambda env, params: env.heatmap_bins(params)
     first: str = "coordinate 0"  # label of coordinate 0
     second: str = "coordinate 1"  # label of coordinate 1
     image: bool = False  # True: coordinate 0 is a row drawn downwards, 1 a column; else (x, y)
