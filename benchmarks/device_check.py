@@ -178,7 +178,7 @@ def table_costs(smoke: bool, left: float) -> dict:
 
 
 def reacher_speed(smoke: bool) -> dict:
-    """MJX decisions/s next to MuJoCo C's ``mujoco.rollout`` on this host."""
+    """Closed-form arm and MJX decisions/s next to MuJoCo C's ``mujoco.rollout`` here."""
     from benchmarks.reacher_speed import main as speed
 
     with contextlib.redirect_stdout(io.StringIO()) as text:
@@ -187,8 +187,8 @@ def reacher_speed(smoke: bool) -> dict:
 
 
 def physics_precision(smoke: bool) -> dict:
-    """Largest joint-angle difference (rad) between MJX and MuJoCo C over 60 random decisions
-    from 16 starts, at the physics' full precision and at the backend default."""
+    """Largest joint-angle difference (rad) from MuJoCo C over 60 random decisions from 16
+    starts: the closed-form arm, and MJX at full precision and at the backend default."""
     import mujoco
     from mujoco import rollout
 
@@ -197,8 +197,9 @@ def physics_precision(smoke: bool) -> dict:
     decisions, starts = (8, 2) if smoke else (60, 16)
     integrator, precisions = ("Euler", ("highest",)) if smoke else ("RK4", ("highest", "default"))
     out = {}
-    for precision in precisions:
-        env = NReacher(integrator=integrator, matmul_precision=precision)
+    for name, impl, precision in [("analytic", "analytic", "highest")] + [
+            (f"mjx {p}", "jax", p) for p in precisions]:
+        env = NReacher(integrator=integrator, impl=impl, matmul_precision=precision)
         params = env.default_params
         rng = np.random.default_rng(0)
         qpos0 = np.stack([rng.uniform(-np.pi, np.pi, starts), rng.uniform(-2.5, 2.5, starts)], 1)
@@ -211,7 +212,7 @@ def physics_precision(smoke: bool) -> dict:
                 return (qs[-1], vs[-1]), qs[-1]
             return jax.lax.scan(body, (q0, jnp.zeros(2)), acts)[1]
 
-        q_mjx = np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(qpos0, jnp.float32),
+        q_jax = np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(qpos0, jnp.float32),
                                                   jnp.asarray(actions)))
         model, data = env.mj_model, mujoco.MjData(env.mj_model)
         spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -223,7 +224,7 @@ def physics_precision(smoke: bool) -> dict:
         control = np.repeat(TORQUES[actions].astype(np.float64), params.frame_skip, axis=1)
         state, _ = rollout.rollout(model, data, initial, control)
         q_c = state[:, params.frame_skip - 1::params.frame_skip, 1:3]  # after each decision
-        out[precision] = float(np.max(np.abs(q_mjx - q_c)))
+        out[name] = float(np.max(np.abs(q_jax - q_c)))
     return {"max_abs_angle_error_rad": out, "integrator": integrator, "decisions": decisions,
             "starts": starts}
 

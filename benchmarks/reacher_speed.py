@@ -1,10 +1,12 @@
-"""N-Reacher stepping speed: MJX (jit of vmap, scanned) next to MuJoCo C (``mujoco.rollout``).
+"""N-Reacher stepping speed: the closed-form arm and MJX (jit of vmap, scanned) next to
+MuJoCo C (``mujoco.rollout``).
 
     python -m benchmarks.reacher_speed                        # batches 1, 128, 1024; RK4
     python -m benchmarks.reacher_speed --integrators RK4 Euler --decisions 100
-    python -m benchmarks.reacher_speed --impl warp            # MuJoCo Warp (NVIDIA GPU)
+    python -m benchmarks.reacher_speed --impls jax warp       # MJX and MuJoCo Warp (NVIDIA GPU)
 
-MJX: ``jit`` of a ``lax.scan`` over ``--decisions`` decisions of
+JAX rows (``analytic``: envs/reacher_arm.py; ``mjx``: ``mjx.step``): ``jit`` of a
+``lax.scan`` over ``--decisions`` decisions of
 ``vmap(NReacher.step_env)`` (the whole env step: physics, target check,
 observation) from ``reset_env`` states, random actions; compile timed apart
 (``.lower().compile()``), then the best of ``--repeats`` timed runs.
@@ -25,7 +27,9 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from envs.reacher import MJX_IMPL, MJX_IMPLS, TORQUES, NReacher
+from envs.reacher import PHYSICS_IMPL, PHYSICS_IMPLS, TORQUES, NReacher
+
+IMPL_LABELS = {"analytic": "analytic", "jax": "mjx", "warp": "mjx-warp"}
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -39,7 +43,7 @@ def _best_time(fn, repeats: int) -> float:
 
 
 def bench_mjx(env: NReacher, batch: int, decisions: int, repeats: int, seed: int) -> dict:
-    """MJX env steps of ``batch`` tasks for ``decisions`` decisions."""
+    """JAX env steps (either physics) of ``batch`` tasks for ``decisions`` decisions."""
     params = env.default_params
     keys = jax.random.split(jax.random.PRNGKey(seed), batch)
     _, states = jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))(keys, params)
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="C rollout threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--impl", default=MJX_IMPL, choices=MJX_IMPLS, help="MJX implementation")
+    p.add_argument("--impls", nargs="+", default=[PHYSICS_IMPL, "jax"], choices=PHYSICS_IMPLS,
+                   help="physics: the closed-form arm and/or an MJX implementation")
     args = p.parse_args(argv)
 
     print(f"N-Reacher, {args.decisions} decisions per run, jax {jax.__version__} on "
@@ -109,14 +114,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{'physics steps/s':>16} {'compile s':>10}", flush=True)
     rows = []
     for integrator in args.integrators:
-        env = NReacher(num_goals=3, integrator=integrator, impl=args.impl)
-        frame_skip = env.default_params.frame_skip
+        envs = {impl: NReacher(num_goals=3, integrator=integrator, impl=impl)
+                for impl in args.impls}
+        model_env = next(iter(envs.values()))
+        frame_skip = model_env.default_params.frame_skip
         for batch in args.batches:
-            mjx_result = bench_mjx(env, batch, args.decisions, args.repeats, args.seed)
-            c_result = bench_c(
-                env, mjx_result.pop("qpos0"), args.decisions, args.repeats, args.threads, args.seed
-            )
-            for backend, r in (("mjx", mjx_result), (f"C x{args.threads}", c_result)):
+            results = {IMPL_LABELS[impl]: bench_mjx(env, batch, args.decisions, args.repeats,
+                                                    args.seed) for impl, env in envs.items()}
+            qpos0 = [r.pop("qpos0") for r in results.values()][0]  # same seed: same starts
+            results[f"C x{args.threads}"] = bench_c(
+                model_env, qpos0, args.decisions, args.repeats, args.threads, args.seed)
+            for backend, r in results.items():
                 per_s = batch * args.decisions / r["seconds"]
                 rows.append(
                     {

@@ -1,4 +1,4 @@
-"""N-Reacher (paper section 5): the Reacher-v2 two-link arm on MuJoCo MJX, N targets.
+"""N-Reacher (paper section 5): the Reacher-v2 two-link arm (MuJoCo physics), N targets.
 
 Arm (Reacher-v2 facts, MJCF written below in ``reacher_mjcf``). Two hinge
 joints about the vertical axis move the arm in the horizontal plane: link 0 is
@@ -82,17 +82,25 @@ decisions/s), faster for Euler (139k vs 121k), and the state stays small for
 the engine's masking. Joint 0 is not wrapped: within a sub-episode it turns a
 few radians at most.
 
-Accelerators: the physics is traced under ``jax.default_matmul_precision``
-``MATMUL_PRECISION`` = "highest" (full float32 matmuls), whatever the global
-setting. By default TPUs run float32 matmuls as one bfloat16 pass and H100s
-may use TF32, both with a 10-bit mantissa (~1e-3 relative): on the 2x2 mass
-matrix and the RK4 stages that is an error of the order of the 1e-4 rad the
-float32 model keeps against MuJoCo C, compounded over 30 physics steps, for
-no speed to gain (the arm's matrices are 2x2; the step is latency-bound, not
-FLOP-bound). ``NReacher(matmul_precision=...)`` picks another. ``impl``
-chooses the MJX implementation: "jax" (default, any backend, what the
-accuracy tests check) or "warp" (MuJoCo Warp kernels on NVIDIA GPUs; needs
-the ``warp-lang`` package).
+Physics implementations (``impl``): "analytic" (default) steps the arm with
+its closed-form equations of motion (``envs/reacher_arm.py``), every
+constant read from this MJCF's ``MjModel``: in float64 it equals
+``mujoco.mj_step`` to 1e-14 rad (solver run to convergence), in float32 it
+is as close to MuJoCo C as MJX (4.5e-6 vs 4.3e-6 rad at worst over 64
+60-step trajectories with limit hits), and a Table 3 update costs 6-7x less
+CPU than with MJX (docs/results.md, "Closed-form Reacher physics"). "jax"
+is ``mjx.step`` (any backend) and "warp" MuJoCo Warp's kernels (NVIDIA
+GPUs; needs the ``warp-lang`` package); both stay for models the closed
+form does not cover. Under MJX the physics is traced under
+``jax.default_matmul_precision`` ``MATMUL_PRECISION`` = "highest" (full
+float32 matmuls), whatever the global setting. By default TPUs run float32
+matmuls as one bfloat16 pass and H100s may use TF32, both with a 10-bit
+mantissa (~1e-3 relative): on the 2x2 mass matrix and the RK4 stages that
+is an error of the order of the 1e-4 rad the float32 model keeps against
+MuJoCo C, compounded over 30 physics steps, for no speed to gain.
+``NReacher(matmul_precision=...)`` picks another. The closed-form arm has
+no matmul (its 2x2 algebra is written out), so no precision setting
+touches it.
 """
 
 import contextlib
@@ -111,6 +119,8 @@ from gymnax.environments import environment, spaces
 with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx
 
+from envs import reacher_arm
+
 # ------------------------------------------------------------------ the arm (Reacher-v2)
 LINK0 = 0.1  # m, base to joint 1
 LINK1 = 0.11  # m, joint 1 to fingertip
@@ -123,8 +133,8 @@ TIMESTEP = 0.01  # s
 INTEGRATOR = "RK4"
 SOLVER_ITERATIONS = 2
 MAX_SPEED = GEAR / DAMPING  # rad/s, terminal joint speed under full torque
-MJX_IMPL = "jax"  # MJX implementation (see MJX_IMPLS)
-MJX_IMPLS = ("jax", "warp")
+PHYSICS_IMPL = "analytic"  # the closed-form arm (envs/reacher_arm.py); see PHYSICS_IMPLS
+PHYSICS_IMPLS = ("analytic", "jax", "warp")  # the closed-form arm, MJX's JAX and Warp kernels
 MATMUL_PRECISION = "highest"  # float32 matmuls in the physics on every backend
 MATMUL_PRECISIONS = ("highest", "high", "default", "float32", "tensorfloat32", "bfloat16")
 
@@ -295,19 +305,19 @@ def params_for_threshold(threshold: float) -> EnvParams:
 
 
 class NReacher(environment.Environment[EnvState, EnvParams]):
-    """Reacher-v2 arm on MJX with N look-alike targets, one hidden +1; 9 torque actions."""
+    """Reacher-v2 arm with N look-alike targets, one hidden +1; 9 torque actions."""
 
     def __init__(
         self,
         num_goals: int = 3,
         integrator: str = INTEGRATOR,
         distance_threshold: float = DISTANCE_THRESHOLD,
-        impl: str = MJX_IMPL,
+        impl: str = PHYSICS_IMPL,
         matmul_precision: str = MATMUL_PRECISION,
     ):
-        """Static configuration: N targets (>= 1), the default reach threshold (m), the
-        MJX implementation and the physics' matmul precision; builds the MuJoCo and
-        MJX models once."""
+        """Static configuration: N targets (>= 1), the integrator, the default reach
+        threshold (m), the physics implementation and MJX's matmul precision; builds the
+        MuJoCo model and the closed-form arm's constants or the MJX model once."""
         if num_goals < 1:
             raise ValueError(f"num_goals must be >= 1, got {num_goals}")
         if integrator not in ("RK4", "Euler"):
@@ -315,8 +325,8 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         if not 0.0 < distance_threshold <= 0.05:
             # above 0.05 m the controller reaches < 95 % (three separated targets crowd)
             raise ValueError(f"distance_threshold must be in (0, 0.05] m, got {distance_threshold}")
-        if impl not in MJX_IMPLS:
-            raise ValueError(f"impl must be one of {', '.join(MJX_IMPLS)}, got {impl!r}")
+        if impl not in PHYSICS_IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(PHYSICS_IMPLS)}, got {impl!r}")
         if matmul_precision not in MATMUL_PRECISIONS:
             raise ValueError(
                 f"matmul_precision must be one of {', '.join(MATMUL_PRECISIONS)}, "
@@ -328,8 +338,11 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         self.impl = impl
         self.matmul_precision = matmul_precision
         self.mj_model = mujoco.MjModel.from_xml_string(reacher_mjcf(integrator))
-        self.mjx_model = mjx.put_model(self.mj_model, impl=impl)
-        self._data0 = mjx.make_data(self.mjx_model, impl=impl)
+        if impl == "analytic":
+            self.arm = reacher_arm.ArmConstants.from_model(self.mj_model)
+        else:
+            self.mjx_model = mjx.put_model(self.mj_model, impl=impl)
+            self._data0 = mjx.make_data(self.mjx_model, impl=impl)
 
     @property
     def default_params(self) -> EnvParams:
@@ -342,9 +355,11 @@ class NReacher(environment.Environment[EnvState, EnvParams]):
         return self._num_goals
 
     def physics(self, qpos: jax.Array, qvel: jax.Array, ctrl: jax.Array, steps: int):
-        """``steps`` MJX steps from (qpos, qvel) under constant ``ctrl`` [2]:
-        (qpos, qvel) after every step, float32 [steps, 2] each. Matmuls at
+        """``steps`` physics steps from (qpos, qvel) under constant ``ctrl`` [2]:
+        (qpos, qvel) after every step, float32 [steps, 2] each. MJX's matmuls run at
         ``self.matmul_precision`` on every backend."""
+        if self.impl == "analytic":
+            return reacher_arm.rollout(self.arm, qpos, qvel, ctrl, steps)
         data = self._data0.replace(qpos=qpos, qvel=qvel, ctrl=ctrl)
 
         def body(d, _):

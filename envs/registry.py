@@ -222,14 +222,18 @@ register_env("color_choice", _color_choice, k_explore=3, horizon=15,
              renderer=color_choice_draw.renderer())
 
 
+def _reacher_options(**options) -> dict:
+    """NReacher's keyword options that were given (None: its default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def _reacher(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
-             distance_threshold: float | None = None):
-    """``integrator`` / ``distance_threshold``: NReacher's (None: its default)."""
+             distance_threshold: float | None = None, impl: str | None = None):
+    """``integrator`` / ``distance_threshold`` / ``impl``: NReacher's (None: its default)."""
     from envs.reacher import NReacher
 
-    options = {k: v for k, v in (("integrator", integrator),
-                                 ("distance_threshold", distance_threshold)) if v is not None}
-    env = NReacher(num_goals, **options)
+    env = NReacher(num_goals, **_reacher_options(
+        integrator=integrator, distance_threshold=distance_threshold, impl=impl))
     return env, env.default_params.replace(max_steps_in_episode=horizon)
 
 
@@ -240,13 +244,12 @@ register_env("reacher", _reacher, k_explore=3, horizon=15, architecture="meta_ls
 
 
 def _reacher_continuous(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
-                        distance_threshold: float | None = None):
+                        distance_threshold: float | None = None, impl: str | None = None):
     """N-Reacher with two continuous torques in [-1, 1] (envs/reacher_continuous.py)."""
     from envs.reacher_continuous import ContinuousNReacher
 
-    options = {k: v for k, v in (("integrator", integrator),
-                                 ("distance_threshold", distance_threshold)) if v is not None}
-    env = ContinuousNReacher(num_goals, **options)
+    env = ContinuousNReacher(num_goals, **_reacher_options(
+        integrator=integrator, distance_threshold=distance_threshold, impl=impl))
     return env, env.default_params.replace(max_steps_in_episode=horizon)
 
 

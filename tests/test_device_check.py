@@ -42,7 +42,8 @@ def test_smoke_mode_writes_the_report(tmp_path):
     assert "passed" in steps["fast tests"]["summary"]
     assert steps["table 1"]["table"]["Max-Until-Exploit"]["updates"] == 4
     assert steps["table costs"]["tables"][0]["programs"][0]["s_per_update"] > 0
-    assert {r["backend"] for r in steps["reacher speed"]["rows"]} == {"mjx", "C x1"}
-    assert steps["physics precision"]["max_abs_angle_error_rad"]["highest"] < 1e-4
+    assert {r["backend"] for r in steps["reacher speed"]["rows"]} == {"analytic", "mjx", "C x1"}
+    errors = steps["physics precision"]["max_abs_angle_error_rad"]
+    assert errors["analytic"] < 1e-4 and errors["mjx highest"] < 1e-4
     page = (tmp_path / "device_report.md").read_text()
     assert page.startswith("# Device check: cpu (cpu)") and "| table 1 | ok |" in page

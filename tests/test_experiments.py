@@ -32,10 +32,12 @@ def test_tables_2_and_3_use_the_meta_lstm_with_appendix_a_sizes():
             assert cfg.num_updates == updates and len(cfg.runs) == 6
         assert cmrl.divergence == div
         assert all(r.lambda_div == spec.lambda_div > 0 for r in cmrl.runs)
-    # the reach threshold is part of the config, so a folder trained at another one is refused
+    # the reach threshold and the physics are part of the config, so a folder trained at
+    # another threshold or on MJX is refused
     progs = dict(make_plan(table3.SPEC, TableArgs()).programs)
     for cfg in progs.values():
         assert dict(cfg.env_kwargs)["distance_threshold"] == table3.REACH_THRESHOLD == 0.04
+        assert dict(cfg.env_kwargs)["impl"] == table3.PHYSICS == "analytic"
 
 
 def test_runtime_options_do_not_change_the_folder_identity():

@@ -1,4 +1,5 @@
-"""N-Reacher on MJX (envs/reacher.py), its scripted controller and its registry entry.
+"""N-Reacher (envs/reacher.py), its closed-form arm (envs/reacher_arm.py) and MJX physics,
+its scripted controller and its registry entry.
 
 Conventions under test: actions a -> torques (a // 3 - 1, a % 3 - 1) on
 (joint 0, joint 1); qpos / qvel are the two joint angles / velocities; targets
@@ -14,6 +15,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cmrl_jax.config import RunSpec, TrainConfig
+from envs import reacher_arm
 from envs.reacher import (
     DISTANCE_THRESHOLD,
     MAX_SPEED,
@@ -24,6 +26,7 @@ from envs.reacher import (
     NReacher,
     fingertip,
     first_hit,
+    reacher_mjcf,
     segment_distances,
 )
 from envs.reacher_oracle import (
@@ -47,15 +50,30 @@ def env():
 
 
 @pytest.fixture(scope="module")
+def mjx_env():
+    return NReacher(num_goals=N, impl="jax")
+
+
+@pytest.fixture(scope="module")
 def params(env):
     return env.default_params
 
 
-@pytest.fixture(scope="module")
-def step(env):
+def compiled_step(env):
     """step_env compiled once; params are an argument (frame skip static in the treedef)."""
     fn = jax.jit(env.step_env)
     return lambda state, action, params: fn(jax.random.PRNGKey(0), state, jnp.int32(action), params)
+
+
+@pytest.fixture(scope="module")
+def step(env):
+    return compiled_step(env)
+
+
+@pytest.fixture(scope="module", params=["analytic", "jax"])
+def physics_step(request, env, mjx_env):
+    """The env step with either physics: the closed-form arm (default) or MJX."""
+    return compiled_step(env if request.param == "analytic" else mjx_env)
 
 
 def make_state(qpos, targets=FAR, qvel=(0.0, 0.0), positive=0) -> EnvState:
@@ -96,8 +114,9 @@ def c_trajectory(env, qpos, qvel, actions, frame_skip):
         ((1.0, 0.0), [0, 0, 0, 8, 8, 8, 2, 6, 4, 4, 4, 1, 7, 3, 5] * 4, False),
     ],
 )
-def test_mjx_matches_mujoco_c(env, params, step, qpos, actions, meets_limit):
-    """Same model, same actions: float32 MJX and float64 C agree on the joint angles to
+def test_physics_matches_mujoco_c(env, params, physics_step, qpos, actions, meets_limit):
+    """Same model, same actions: float32 physics (closed-form arm or MJX) and float64 C
+    agree on the joint angles to
     1e-4 rad away from the joint-1 limit; a limit hit at speed is an event whose onset
     float32 rounding can shift by a hair, which leaves up to ~1e-3 rad/s of velocity
     difference, so there the angles agree to 2e-3 rad over 40 decisions."""
@@ -105,7 +124,7 @@ def test_mjx_matches_mujoco_c(env, params, step, qpos, actions, meets_limit):
     state = make_state(qpos)
     q_mjx, v_mjx = [], []
     for a in actions:
-        _, state, reward, done, info = step(state, a, params)
+        _, state, reward, done, info = physics_step(state, a, params)
         assert not bool(done) and float(reward) == 0.0 and int(info["goal"]) == -1
         q_mjx.append(np.asarray(state.qpos))
         v_mjx.append(np.asarray(state.qvel))
@@ -137,6 +156,73 @@ def test_model_facts(env):
     assert np.all(m.geom_contype == 0) and np.all(m.geom_conaffinity == 0)
     euler = NReacher(num_goals=N, integrator="Euler")
     assert euler.mj_model.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
+
+
+# ------------------------------------------------------------------ the closed-form arm
+def test_arm_mass_matrix_and_forces_match_mujoco(env):
+    """M(q) equals mj_fullM and M^-1 (applied - bias - damping) equals MuJoCo's
+    qacc_smooth at random states, in float64."""
+    m = env.mj_model
+    d = mujoco.MjData(m)
+    with jax.enable_x64(True):
+        for q, v, ctrl in zip(*(np.random.default_rng(2).uniform(lo, hi, (20, 2)) for lo, hi in
+                                ((-2.9, 2.9), (-40.0, 40.0), (-1.0, 1.0))), strict=True):
+            d.qpos[:], d.qvel[:], d.ctrl[:] = q, v, ctrl
+            mujoco.mj_forward(m, d)
+            full = np.zeros((2, 2))
+            mujoco.mj_fullM(m, d, full)
+            m00, m01, m11 = reacher_arm.mass_matrix(env.arm, jnp.asarray(q))
+            assert_allclose([[m00, m01], [m01, m11]], full, rtol=1e-12, atol=0)
+            acc = reacher_arm.acceleration(env.arm, jnp.asarray(q), jnp.asarray(v),
+                                           jnp.asarray(ctrl))
+            assert_allclose(np.asarray(acc), d.qacc_smooth, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("integrator", ["RK4", "Euler"])
+def test_arm_equals_mujoco_c_in_float64(integrator):
+    """In float64 the closed-form step is MuJoCo's step: 32 random 60-step trajectories,
+    most of them through joint-1 limit hits at up to 40 rad/s, agree with mj_step run to
+    convergence (solver tolerance 0) to 1e-12 rad."""
+    env = NReacher(num_goals=N, integrator=integrator)
+    m = env.mj_model
+    m.opt.iterations, m.opt.tolerance = 100, 0.0
+    rng = np.random.default_rng(3)
+    starts = np.stack([rng.uniform(-np.pi, np.pi, 32), rng.uniform(-2.9, 2.9, 32)], axis=1)
+    speeds, actions = rng.uniform(-40.0, 40.0, (32, 2)), rng.integers(0, 9, (32, 60))
+
+    def body(carry, a):
+        qs, vs = env.physics(*carry, jnp.asarray(TORQUES, jnp.float64)[a], 1)
+        return (qs[0], vs[0]), qs[0]
+
+    with jax.enable_x64(True):
+        run = jax.jit(jax.vmap(lambda q, v, a: jax.lax.scan(body, (q, v), a)[1]))
+        ours = np.asarray(run(jnp.asarray(starts), jnp.asarray(speeds), jnp.asarray(actions)))
+    d, hits = mujoco.MjData(m), 0
+    for i in range(32):
+        d.qpos[:], d.qvel[:] = starts[i], speeds[i]
+        for t, a in enumerate(actions[i]):
+            d.ctrl[:] = TORQUES[a]
+            mujoco.mj_step(m, d)
+            assert_allclose(ours[i, t], d.qpos, atol=1e-12, rtol=0)
+            hits += abs(d.qpos[1]) > 3.0
+    assert hits > 100  # the limit's soft constraint was exercised
+
+
+def test_arm_refuses_other_models():
+    """The closed-form equations cover this arm only: another model is one clear error."""
+    three = reacher_mjcf().replace(
+        '<site name="fingertip"',
+        '<body name="link2" pos="0.1 0 0"><joint name="joint2" type="hinge" axis="0 0 1"/>'
+        '<geom type="capsule" fromto="0 0 0 0.1 0 0" size="0.01"/></body><site name="fingertip"')
+    with pytest.raises(ValueError, match="two hinge joints"):
+        reacher_arm.ArmConstants.from_model(mujoco.MjModel.from_xml_string(three))
+    tilted = reacher_mjcf().replace('name="joint1" type="hinge" axis="0 0 1"',
+                                    'name="joint1" type="hinge" axis="0 1 0"')
+    with pytest.raises(ValueError, match="hinges about z"):
+        reacher_arm.ArmConstants.from_model(mujoco.MjModel.from_xml_string(tilted))
+    implicit = reacher_mjcf(integrator="implicit")
+    with pytest.raises(ValueError, match="RK4 or Euler"):
+        reacher_arm.ArmConstants.from_model(mujoco.MjModel.from_xml_string(implicit))
 
 
 # ------------------------------------------------------------------ reaching
@@ -342,24 +428,27 @@ def test_registry_and_spaces():
         NReacher(distance_threshold=-0.01)
     with pytest.raises(ValueError, match="impl"):
         NReacher(impl="mpi")
+    assert NReacher().impl == "analytic" and make_env("reacher", impl="jax")[0].impl == "jax"
     with pytest.raises(ValueError, match="matmul_precision"):
         NReacher(matmul_precision="fp8")
 
 
 @pytest.mark.parametrize("global_precision", [None, "bfloat16"])
-def test_physics_matmuls_run_at_full_precision(env, global_precision):
+def test_physics_matmuls_run_at_full_precision(env, mjx_env, global_precision):
     """Whatever the global setting (TPU default: bfloat16 passes), every matmul of the
-    physics is HIGHEST, so the tolerances above hold on any backend."""
+    MJX physics is HIGHEST, so the tolerances above hold on any backend; the closed-form
+    arm has no matmul at all (its 2 x 2 algebra is written out)."""
     import contextlib
     import re
 
     scope = (jax.default_matmul_precision(global_precision) if global_precision
              else contextlib.nullcontext())
     with scope:
-        text = jax.jit(lambda q, v, c: env.physics(q, v, c, 2)).lower(
-            jnp.zeros(2), jnp.zeros(2), jnp.zeros(2)).as_text()
+        text, closed_form = (jax.jit(lambda q, v, c, e=e: e.physics(q, v, c, 2)).lower(
+            jnp.zeros(2), jnp.zeros(2), jnp.zeros(2)).as_text() for e in (mjx_env, env))
     dots = re.findall(r"dot_general[^\n]*", text)
     assert dots and all("precision = [HIGHEST, HIGHEST]" in d for d in dots)
+    assert "dot_general" not in closed_form
 
 
 def test_tiny_training_through_engine():
