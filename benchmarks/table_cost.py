@@ -2,6 +2,7 @@
 
     python -m benchmarks.table_cost table2 --chunk 20
     python -m benchmarks.table_cost all --repeats 3      # every table (make bench)
+    python -m benchmarks.table_cost table3 --chunk 4 --env-option impl=jax   # Reacher on MJX
 
 Prints compile time, seconds per update (wall, best of ``--repeats`` timed
 chunks) and process CPU seconds per update (steadier than wall time on a
@@ -20,17 +21,20 @@ import time
 
 import jax
 
+from cmrl_jax.config import ConfigError
 from cmrl_jax.parallel import program_mesh
 from cmrl_jax.runtime import mesh_shape
 from cmrl_jax.train import make_trainer
+from envs.registry import make_env
 from experiments.common import TableArgs, make_plan
+from experiments.train import parse_env_options
 
 TABLES = ("table1", "table2", "table3", "table4")
 
 
 def measure(
     table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128, repeats: int = 1,
-    devices: int = 1, runs_devices: int = 0,
+    devices: int = 1, runs_devices: int = 0, env_options: tuple = (),
 ) -> dict:
     """Compile and time one chunk of every program of ``table`` (e.g. "table2").
 
@@ -38,8 +42,13 @@ def measure(
     a program's dict has its runs, mesh, compile seconds, seconds per update and
     the projected seconds of its full run (training only). ``devices`` /
     ``runs_devices``: the mesh, as the CLIs' ``--devices`` / ``--runs-devices``.
+    ``env_options``: (key, value) pairs that replace or add to the table's env options.
     """
     spec = importlib.import_module(f"experiments.{table}").SPEC
+    if env_options:
+        kwargs = {**dict(spec.base.env_kwargs), **dict(env_options)}
+        spec = dataclasses.replace(spec, base=dataclasses.replace(
+            spec.base, env_kwargs=tuple(kwargs.items())))
     plan = make_plan(spec, TableArgs(seeds=seeds, batch_size=batch_size))
     programs = []
     for name, cfg in plan.programs:
@@ -83,14 +92,28 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
     p.add_argument("--repeats", type=int, default=1, help="timed chunks per program (best)")
+    p.add_argument("--env-option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="replace one of the table's env options (one table only)")
     a = p.parse_args()
     for name, value in (("--chunk", a.chunk), ("--seeds", a.seeds),
                         ("--batch-size", a.batch_size), ("--repeats", a.repeats)):
         if value < 1:
             p.exit(2, f"error: {name} must be >= 1, got {value}\n")
     tables = TABLES if "all" in a.tables else tuple(dict.fromkeys(a.tables))
+    options = ()
+    if a.env_option:
+        if len(tables) != 1:
+            p.exit(2, "error: --env-option needs exactly one table\n")
+        spec = importlib.import_module(f"experiments.{tables[0]}").SPEC
+        try:
+            options = parse_env_options(spec.base.env, tuple(a.env_option))
+            make_env(spec.base.env, **{**dict(spec.base.env_kwargs), **dict(options)})
+        except ConfigError as e:
+            p.exit(2, f"error: {e}\n")
+        except Exception as e:  # the env's own refusal of an option value
+            p.exit(2, f"error: env {spec.base.env} refused its options: {e}\n")
     for table in tables:
-        result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats)
+        result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats, env_options=options)
         for program in result["programs"]:
             print(json.dumps({"table": table, **program}), flush=True)
         print(json.dumps({"table": table, "projected_table_wall_s_with_parallel_programs":
