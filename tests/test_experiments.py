@@ -91,3 +91,18 @@ def test_monty_hall_oracle():
     assert table1.monty_hall_oracle(10, 9) == 1.0
     assert table1.monty_hall_oracle(10, 5) == 0.5
     assert "100.0 %" in table1.oracle_line()
+
+
+def test_table_cost_env_option_is_checked_before_anything_compiles():
+    """benchmarks.table_cost --env-option: a bad value, an unknown key or several tables
+    are one line and exit status 2 (nothing is built or timed)."""
+    import subprocess
+    import sys
+
+    for args, says in ((["table3", "--env-option", "impl=mpi"], "impl must be one of"),
+                       (["table3", "--env-option", "colour=red"], "has no option 'colour'"),
+                       (["table2", "table3", "--env-option", "impl=jax"], "exactly one table")):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.table_cost", *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+        assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
