@@ -7,12 +7,12 @@ Writes ``device_report.json`` and ``device_report.md`` to ``--out`` (default
 ``results/device_check``), one section a step, in this order (cheap and decisive
 first; the first H100 run spent its budget before the physics check):
 1. backend: what JAX runs on; fails unless it is an accelerator (``--smoke``: any);
-2. physics precision: MJX against MuJoCo C over 60 random decisions, at the
-   physics' full precision and at the backend's default matmul precision;
+2. physics precision: the closed-form arm, and MJX at full precision and at the
+   backend's default matmul precision, against MuJoCo C over 60 random decisions;
 3. Table 1 end to end (``experiments.table1``, paper setting): wall time, table;
 4. cost per update and projected full-run time of Tables 2, 3 and 4 at their
    full batch (``benchmarks.table_cost``);
-5. MJX Reacher decisions/s against ``mujoco.rollout`` on the host's cores
+5. closed-form and MJX Reacher decisions/s against ``mujoco.rollout`` on the host's cores
    (``benchmarks.reacher_speed``);
 6. runs scaling (two or more devices): Table 1's programs on one device and
    with their runs split over two (target: >= 1.8x);

@@ -8,7 +8,7 @@ the chosen target within H decisions without touching another target first,
 and uses the one that gets there in the fewest decisions.
 
 Greedy lookahead. At each decision all nine actions are stepped with the
-environment's own ``step_env`` (MJX physics), and the controller takes the
+environment's own ``step_env`` (its physics), and the controller takes the
 action whose successor has the smallest time-to-go: the minimum time for a
 double integrator with acceleration ``ACCEL`` (the motor torque over the
 armature; the links add 0.1 % of inertia) to come to rest at the goal angle,
@@ -26,7 +26,7 @@ is touched (likely cause: the other targets' wider zones block more paths).
 
 Everything is pure JAX and jits: ``reach_batch`` steps all tasks x 4 plans x 9
 actions as one flat ``vmap`` of ``step_env`` (nested vmaps made tracing the
-MJX step several times slower); ``reach`` is its one-task form and vmaps.
+MJX step several times slower; the closed-form arm does not mind); ``reach`` is its one-task form and vmaps.
 """
 
 from typing import NamedTuple
