@@ -50,6 +50,10 @@ import numpy as np
 
 MIN_IMPEDANCE, MAX_IMPEDANCE = 1e-4, 1.0 - 1e-4  # MuJoCo's mjMINIMP / mjMAXIMP
 MIN_REGULARISER = 1e-15  # MuJoCo's mjMINVAL
+_D, _E = mujoco.mjtDisableBit, mujoco.mjtEnableBit
+_NEEDED = (_D.mjDSBL_CONSTRAINT | _D.mjDSBL_LIMIT | _D.mjDSBL_DAMPER | _D.mjDSBL_ACTUATION
+           | _D.mjDSBL_CLAMPCTRL)  # parts of the physics the equations always include
+_CHANGES_CONSTRAINT = _E.mjENBL_DIAGEXACT | _E.mjENBL_OVERRIDE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +109,7 @@ class ArmConstants:
             h=m1 * l0 * c1,
             armature=pair(m.dof_armature),
             damping=pair(m.dof_damping),
-            gear=pair(m.actuator_gear[:, 0]),
+            gear=pair(m.actuator_gear[:, 0] * m.actuator_gainprm[:, 0]),
             ctrl_low=pair(m.actuator_ctrlrange[:, 0]),
             ctrl_high=pair(m.actuator_ctrlrange[:, 1]),
             lower=float(m.jnt_range[1, 0]),
@@ -145,8 +149,16 @@ def _check_shape(m: mujoco.MjModel) -> None:
     elif np.any(m.jnt_stiffness != 0.0) or np.any(m.dof_frictionloss != 0.0):
         problems.append("no joint stiffness or friction loss")
     elif np.any(m.actuator_trntype != mujoco.mjtTrn.mjTRN_JOINT) or list(
-            m.actuator_trnid[:, 0]) != [0, 1] or not np.all(m.actuator_ctrllimited):
+            m.actuator_trnid[:, 0]) != [0, 1] or not np.all(m.actuator_ctrllimited) or np.any(
+            m.actuator_gaintype != mujoco.mjtGain.mjGAIN_FIXED) or np.any(
+            m.actuator_biastype != mujoco.mjtBias.mjBIAS_NONE) or np.any(
+            m.actuator_dyntype != mujoco.mjtDyn.mjDYN_NONE):
         problems.append("one limited motor per joint, in joint order")
+    elif np.any(m.opt.gravity[:2] != 0.0):
+        problems.append("gravity along the hinge axes (or none)")
+    elif m.opt.disableflags & _NEEDED or m.opt.enableflags & _CHANGES_CONSTRAINT:
+        problems.append("limits, damping, actuation and control clamping on, MuJoCo's "
+                        "approximate constraint diagonal and no override")
     if problems:
         raise ValueError(f"the closed-form arm needs {problems[0]}; use an MJX impl")
 

@@ -26,7 +26,8 @@ is touched (likely cause: the other targets' wider zones block more paths).
 
 Everything is pure JAX and jits: ``reach_batch`` steps all tasks x 4 plans x 9
 actions as one flat ``vmap`` of ``step_env`` (nested vmaps made tracing the
-MJX step several times slower; the closed-form arm does not mind); ``reach`` is its one-task form and vmaps.
+MJX step several times slower; the closed-form arm does not mind); ``reach`` is
+its one-task form and vmaps.
 """
 
 from typing import NamedTuple

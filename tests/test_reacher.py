@@ -223,6 +223,14 @@ def test_arm_refuses_other_models():
     implicit = reacher_mjcf(integrator="implicit")
     with pytest.raises(ValueError, match="RK4 or Euler"):
         reacher_arm.ArmConstants.from_model(mujoco.MjModel.from_xml_string(implicit))
+    for change, says in (("gravity", "gravity along the hinge"), ("limit", "limits, damping")):
+        m = mujoco.MjModel.from_xml_string(reacher_mjcf())
+        if change == "gravity":
+            m.opt.gravity[:] = (0.0, -9.81, 0.0)  # a vertical arm: gravity would do work
+        else:
+            m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_LIMIT
+        with pytest.raises(ValueError, match=says):
+            reacher_arm.ArmConstants.from_model(m)
 
 
 # ------------------------------------------------------------------ reaching
