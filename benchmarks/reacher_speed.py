@@ -5,7 +5,7 @@ MuJoCo C (``mujoco.rollout``).
     python -m benchmarks.reacher_speed --integrators RK4 Euler --decisions 100
     python -m benchmarks.reacher_speed --impls jax warp       # MJX and MuJoCo Warp (NVIDIA GPU)
 
-JAX rows (``analytic``: envs/reacher_arm.py; ``mjx``: ``mjx.step``): ``jit`` of a
+JAX rows (``analytic``: envs/reacher_arm.py; ``jax`` (labelled mjx): ``mjx.step``): ``jit`` of a
 ``lax.scan`` over ``--decisions`` decisions of
 ``vmap(NReacher.step_env)`` (the whole env step: physics, target check,
 observation) from ``reset_env`` states, random actions; compile timed apart

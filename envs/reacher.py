@@ -87,7 +87,7 @@ its closed-form equations of motion (``envs/reacher_arm.py``), every
 constant read from this MJCF's ``MjModel``: in float64 it equals
 ``mujoco.mj_step`` to 1e-14 rad (solver run to convergence), in float32 it
 is as close to MuJoCo C as MJX (4.5e-6 vs 4.3e-6 rad at worst over 64
-60-step trajectories with limit hits), and a Table 3 update costs 6-7x less
+60-step trajectories with limit hits), and a Table 3 update costs 6.7-8.2x less
 CPU than with MJX (docs/results.md, "Closed-form Reacher physics"). "jax"
 is ``mjx.step`` (any backend) and "warp" MuJoCo Warp's kernels (NVIDIA
 GPUs; needs the ``warp-lang`` package); both stay for models the closed
