@@ -23,7 +23,7 @@ ORACLE_TASKS = 512
 NUM_TARGETS = 3
 REACH_THRESHOLD = 0.04  # m, envs/reacher.py DISTANCE_THRESHOLD (docs/results.md, "Reach threshold")
 THRESHOLDS = (0.1, 0.2, 0.4, 1.0)
-PHYSICS = "analytic"  # envs/reacher_arm.py: MuJoCo's equations, 6.7-8.2x less CPU per update than MJX
+PHYSICS = "analytic"  # envs/reacher_arm.py: MuJoCo's equations, 6.7-8.2x cheaper than MJX
 
 
 def _paper(auc, final, std, visited, *until):
