@@ -106,3 +106,20 @@ def test_table_cost_env_option_is_checked_before_anything_compiles():
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
         assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_table_cost_projection_by_hand():
+    """benchmarks.table_cost.project: parallel programs on a CPU (the longest one), the
+    summed CPU time shared over the cores (never below the longest), the sum elsewhere."""
+    from benchmarks.table_cost import project
+
+    programs = [  # 40k updates: 0.12 s wall / 0.18 s CPU, and 0.10 s wall / 0.20 s CPU
+        {"projected_full_run_s": 4800, "cpu_s_per_update": 0.18, "full_updates": 40000},
+        {"projected_full_run_s": 4000, "cpu_s_per_update": 0.20, "full_updates": 40000},
+    ]
+    assert project(programs, "cpu", 2) == {"projected_table_wall_s": 4800,
+                                           "projected_table_wall_s_shared_cores": 7600}
+    assert project(programs, "cpu", 16) == {"projected_table_wall_s": 4800,
+                                            "projected_table_wall_s_shared_cores": 4800}
+    assert project(programs, "cpu", 1) == {"projected_table_wall_s": 8800}
+    assert project(programs, "gpu", 2) == {"projected_table_wall_s": 8800}
