@@ -135,11 +135,7 @@ def main() -> None:
         result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats, env_options=options)
         for program in result["programs"]:
             print(json.dumps({"table": table, **program}), flush=True)
-        projection = {"projected_table_wall_s_with_parallel_programs":
-                      result["projected_table_wall_s"]}
-        if "projected_table_wall_s_shared_cores" in result:
-            projection["projected_table_wall_s_sharing_cores"] = (
-                result["projected_table_wall_s_shared_cores"])
+        projection = {k: v for k, v in result.items() if k.startswith("projected_")}
         print(json.dumps({"table": table, **projection,
                           "note": "training only, evaluation every 250 updates adds a little"}),
               flush=True)
