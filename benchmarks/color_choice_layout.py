@@ -1,13 +1,13 @@
 """Which reading of the paper's 7 x 7 Color-Choice grid fits its numbers (docs/design.md).
 
-For each layout (``envs.color_choice.LAYOUTS``) it measures, on sampled tasks:
+For each layout (``cmrl_jax_envs.color_choice.LAYOUTS``) it measures, on sampled tasks:
 - uniform-random success: a sub-episode of uniformly random actions from the
   task's start enters the positive goal (what an untrained, near-uniform
   policy scores at update 0 of the paper's Table 2);
 - the goals that 3 uniformly random explore rollouts enter (distinct goals);
 - the update-0 evaluation of Table 2's four methods (3 seeds each, their
   real initial parameters and the table's evaluation batch);
-- the oracle rates (envs.color_choice_oracle).
+- the oracle rates (cmrl_jax_envs.color_choice_oracle).
 
     python -m benchmarks.color_choice_layout            # ~1-2 min on the 2-core CPU
 """
@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.color_choice import LAYOUTS, ColorChoice, grid_params
-from envs.color_choice_oracle import oracle_success_rate
+from cmrl_jax_envs.color_choice import LAYOUTS, ColorChoice, grid_params
+from cmrl_jax_envs.color_choice_oracle import oracle_success_rate
 
 TASKS = 100_000
 ORACLE_TASKS = 2000
@@ -59,8 +59,8 @@ def random_rates(
 
 def update0_success(layout: str) -> dict[str, list[float]]:
     """Update-0 evaluation success of Table 2's methods (3 seeds each) on ``layout``."""
+    from cmrl_jax.tables import TableArgs, make_plan
     from cmrl_jax.train import make_trainer
-    from experiments.common import TableArgs, make_plan
     from experiments.table2 import SPEC
 
     kwargs = tuple((k, v) for k, v in SPEC.base.env_kwargs if k != "layout") + (("layout", layout),)

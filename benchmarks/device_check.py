@@ -192,7 +192,7 @@ def physics_precision(smoke: bool) -> dict:
     import mujoco
     from mujoco import rollout
 
-    from envs.reacher import TORQUES, NReacher
+    from cmrl_jax_envs.reacher import TORQUES, NReacher
 
     decisions, starts = (8, 2) if smoke else (60, 16)
     integrator, precisions = ("Euler", ("highest",)) if smoke else ("RK4", ("highest", "default"))

@@ -27,7 +27,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout
 
-from envs.reacher import PHYSICS_IMPL, PHYSICS_IMPLS, TORQUES, NReacher
+from cmrl_jax_envs.reacher import PHYSICS_IMPL, PHYSICS_IMPLS, TORQUES, NReacher
 
 IMPL_LABELS = {"analytic": "analytic", "jax": "mjx", "warp": "mjx-warp"}
 

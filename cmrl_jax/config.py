@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmrl_jax.divergence import DIVERGENCES
+from cmrl_jax.errors import ConfigError
 from cmrl_jax.networks import ARCHITECTURES
 from cmrl_jax.rewards import SCHEMES
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem (reported in one line, exit status 2)."""
 
 
 def check_number(name: str, value: float, minimum: float = 0.0, maximum: float = math.inf,
@@ -138,7 +135,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Everything, before any compilation (the trainer and the CLIs call it): ``check``,
         the env's name and options, and at least one run."""
-        from envs.registry import check_env_options, env_spec
+        from cmrl_jax.registry import check_env_options, env_spec
 
         self.check()
         check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options

@@ -124,7 +124,7 @@ def constant_inputs(env: environment.Environment, env_params: Any, input_dim: in
 
     An env may define ``constant_observation(env_params) -> (mask, values)``
     (numpy arrays of the observation's shape: which features never change, and
-    their values; e.g. ``envs.color_choice``'s view rows beyond the grid). The
+    their values; e.g. ``cmrl_jax_envs.color_choice``'s view rows beyond the grid). The
     agent input is then [varying observation features, previous-* inputs] and
     the networks add the constant features' share of their input products once
     per call (``networks.InputCompaction``): the same numbers up to float
@@ -181,7 +181,7 @@ class MetaEpisodeRunner:
         reference path of tests/test_fast_paths.py).
 
         ``success(exploit Transition [H, 1], task, env_params) -> bool`` defines a
-        meta-episode's success (default ``goal_success``; ``envs.registry`` resolves
+        meta-episode's success (default ``goal_success``; ``cmrl_jax.registry`` resolves
         an env's own, docs/extending.md).
         """
         self.env = env

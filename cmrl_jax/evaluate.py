@@ -33,7 +33,7 @@ def episode_stats(ep: MetaEpisode) -> EpisodeStats:
     Success is the env's (``ep.success``, set by the engine from the env's hook,
     docs/extending.md); without it, a goal with positive reward entered in exploit.
     Visited goals count ``info["goal"]``: 0 for an env that reports none (its
-    tables and figures omit the metric, ``envs.registry.EnvInfo.reports_goals``).
+    tables and figures omit the metric, ``cmrl_jax.envspec.reports_goals``).
     """
     x = ep.exploit
     success = goal_success(x, None, None) if ep.success is None else ep.success

@@ -29,8 +29,8 @@ from cmrl_jax.parallel import (
     shard_batch,
 )
 from cmrl_jax.policy import make_policy
+from cmrl_jax.registry import env_spec, make_env
 from cmrl_jax.rewards import scheme_id
-from envs.registry import env_spec, make_env
 
 
 class HParams(struct.PyTreeNode):

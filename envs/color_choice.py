@@ -32,6 +32,11 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from cmrl_jax.envspec import EnvSpec
+
+from . import color_choice_draw  # matplotlib only when drawing
+from .recipes import NAVIGATION_RECIPE
+
 # (d_row, d_col) of orientations north, east, south, west.
 DIRECTIONS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], np.int32)
 FORWARD, TURN_LEFT, TURN_RIGHT = 0, 1, 2
@@ -344,3 +349,18 @@ def render_obs(obs: jax.Array) -> np.ndarray:
         _paint(img, depth, j, _UNSEEN)
     _agent(img, depth, 1, 0)
     return img
+
+
+def _factory(
+    num_goals: int = 3, height: int = 7, width: int = 7, horizon: int = 15, layout: str = "walled"
+):
+    """``layout``: whether ``height`` x ``width`` includes the border walls (``LAYOUTS``)."""
+    return ColorChoice(num_goals), grid_params(height, width, layout, horizon)
+
+
+SPEC = EnvSpec(
+    factory=_factory, k_explore=3, horizon=15, architecture="meta_lstm",
+    config=(*NAVIGATION_RECIPE, ("divergence", "skl")), learning_rate=2.5e-3,
+    lambda_div=2e-6, num_goals=lambda env: env.num_goals,
+    renderer=color_choice_draw.renderer(),
+)

@@ -1,5 +1,5 @@
 """Color-Choice's renderer hook: goal-cell heatmaps and the meta-episode strip (cf. paper
-Figure 4). Registered with the env in ``envs/registry.py``.
+Figure 4). Part of the env's ``SPEC`` (``color_choice.py``).
 
 Strip panels: the egocentric observation at the first step, the task (goal
 cells with their hidden rewards, the start and the initial view), then each

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from envs.color_choice import DIRECTIONS, ColorChoice, EnvParams, EnvState
+from .color_choice import DIRECTIONS, ColorChoice, EnvParams, EnvState
 
 UNREACHABLE = np.iinfo(np.int32).max
 

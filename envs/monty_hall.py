@@ -14,6 +14,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from cmrl_jax.envspec import EnvSpec
+
 
 @struct.dataclass
 class EnvState(environment.EnvState):
@@ -109,3 +111,31 @@ class MontyHall(environment.Environment[EnvState, EnvParams]):
                 "time": spaces.Discrete(2),
             }
         )
+
+
+def oracle_success(num_doors: int, k_explore: int) -> float:
+    """Best achievable success: open k distinct doors while exploring, then the gold one.
+
+    With k >= N - 1 the gold door is always known (the last one by elimination).
+    With fewer, an unknown door is worth opening only if P(gold) * 0.1 >
+    (1 - P(gold)) * 1, i.e. never for N - k >= 2 doors left, so success = k / N.
+    """
+    return 1.0 if k_explore >= num_doors - 1 else k_explore / num_doors
+
+
+def _factory(num_doors: int = 10):
+    env = MontyHall(num_doors)
+    return env, env.default_params
+
+
+def _oracle(env, params, k_explore: int, horizon: int) -> float:
+    """``oracle_success`` for this env's doors."""
+    return oracle_success(env.num_doors, k_explore)
+
+
+SPEC = EnvSpec(
+    factory=_factory, k_explore=10, horizon=1, architecture="central_lstm",
+    oracle=_oracle, oracle_text="open distinct doors, the last by elimination",
+    config=(("reward_input_scale", 10.0),), learning_rate=2e-3, lambda_div=0.5,
+    num_goals=lambda env: env.num_doors,
+)

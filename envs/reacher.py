@@ -1,106 +1,20 @@
 """N-Reacher (paper section 5): the Reacher-v2 two-link arm (MuJoCo physics), N targets.
 
-Arm (Reacher-v2 facts, MJCF written below in ``reacher_mjcf``). Two hinge
-joints about the vertical axis move the arm in the horizontal plane: link 0 is
-``LINK0`` = 0.1 m from the base to joint 1, the fingertip is ``LINK1`` =
-0.11 m past joint 1 (the second capsule is 0.1 m long, the fingertip sphere
-sits at 0.11 m), so the reach is 0.21 m. Joint 0 is unlimited, joint 1 is
-limited to +-``JOINT1_LIMIT`` = 3.0 rad. Joints have Reacher-v2's armature 1
-and damping 1; both motors have gear ``GEAR`` = 200 and ctrlrange +-1.
-Contacts are disabled (every geom has contype = conaffinity = 0), gravity is
-zero (it acts along the hinge axes and does no work). The only constraint is
-the joint-1 limit; Newton with ``SOLVER_ITERATIONS`` = 2 gives exactly the
-trajectories of 100 iterations in MuJoCo C (measured on limit hits; 1
-iteration is off by up to 0.03 rad).
+The arm is Reacher-v2's (MJCF in ``reacher_mjcf``; RK4 at 0.01 s, frame skip 2,
+no contacts, no gravity). Actions: Discrete(9), torques (a // 3 - 1, a % 3 - 1)
+in {-1, 0, 1} on the two joints (``envs/reacher_continuous.py``: two continuous
+torques). ``reset_env`` draws the task from its key: the arm's start, N targets
+in an annulus around the base (apart from each other and from the start
+fingertip), and which target gives +1 (the others -1). A sub-episode ends when
+the fingertip's path comes within ``DISTANCE_THRESHOLD`` = 0.04 m of a target
+(``info["goal"]`` = its index). Observation float32 [8 + 4N]: joint cos / sin,
+scaled velocities, the fingertip, the targets and fingertip - target vectors,
+all over the reach 0.21 m; the hidden rewards are not observable.
+Physics ``impl``: "analytic" (closed form, default), "jax" (``mjx.step``) or
+"warp".
 
-Integrator: RK4, timestep ``TIMESTEP`` = 0.01 s (Reacher-v2's own choice).
-Measured against MuJoCo C with RK4 at 0.0005 s over 0.6 s of random torques:
-RK4 at 0.01 s is off by 1e-8 rad away from the joint limit, Euler (MuJoCo's
-semi-implicit Euler) by 0.09 rad on average and 0.13 rad at worst, i.e. 2-3
-cm at the fingertip, most of the reach threshold: with 200 rad/s^2 of
-acceleration Euler's O(dt) position error is large. Speed on MJX CPU (2
-shared cores, ``python -m benchmarks.reacher_speed --integrators RK4 Euler``,
-frame skip 2): RK4 65k decisions/s at batch 128 and 35k at batch 1024, Euler
-212k and 137k, so RK4 costs 3-4x. We keep Reacher-v2's dynamics;
-``NReacher(integrator="Euler")`` builds the faster, less accurate model.
-
-Actions: Discrete(9), action a applies torques (a // 3 - 1, a % 3 - 1) in
-{-1, 0, 1} to (joint 0, joint 1) for ``frame_skip`` = ``FRAME_SKIP`` = 2
-physics steps (0.02 s per decision, 0.3 s per sub-episode of H = 15
-decisions), Reacher-v2's own frame skip. It is also the smallest that works
-(measured at a 0.02 m threshold): the scripted controller
-(``envs/reacher_oracle.py``) touches 99.7 % of 900 sampled targets (300 tasks
-x 3) within H, needing 8 decisions at the median and 11 at the 95th
-percentile; with frame skip 1 only 48 % are reached within H; frame skip 3
-would let uniform random actions touch a target in 33 % of tasks.
-
-Task, drawn by ``reset_env`` from its key (a meta-episode reuses one reset key,
-so every sub-episode faces the same targets, hidden rewards and arm start):
-- arm start: joint 0 uniform in [-pi, pi), joint 1 uniform in
-  +-``START_JOINT1`` = 2.5 rad (off the limit), zero velocity;
-- N targets uniform (by area) in the annulus ``TARGET_RADIUS_MIN`` = 0.06 m
-  <= |p| <= ``TARGET_RADIUS_MAX`` = 0.19 m around the base (reachable, off the
-  boundary of the workspace where the arm is folded or stretched), at least
-  ``MIN_SEPARATION`` = 0.12 m apart (three thresholds: a target can be
-  reached without touching another) and at least ``START_CLEARANCE`` = 0.12 m
-  from the start fingertip (no target is reached by standing still);
-  target i takes the first of ``NUM_CANDIDATES`` draws that satisfies both;
-- one target gives +1, the others -1; which one is drawn from the key.
-
-Reaching: the fingertip path within a decision is the polyline through the
-fingertip at each physics step; when it comes within ``DISTANCE_THRESHOLD`` =
-0.04 m of a target the sub-episode ends with that target's reward and
-``info["goal"]`` = its index; the returned state is the one after the
-physics step of the hit. Checking the path, not only the end of the
-decision, keeps a fast arm from passing through a target unnoticed. If two
-targets are touched in one decision the first one along the path counts.
-
-The threshold is ours (the paper: "below a distance threshold"); measured
-over 2000 tasks (random actions) and 512 (controller), threshold /
-separation: 0.02 / 0.08 m (the fingertip sphere touching a 1 cm target):
-uniform random actions touch some target within H in 15.2 % of tasks, the
-positive one in 5.3 %, the controller reaches the positive one in 99.8 %;
-0.04 / 0.12 m: 27.0 %, 8.9 %, 97.5 %. At 0.02 m A2C's signal is too sparse
-for the CPU budget (CMRL at 6-9 % success after 3000-4000 updates, 0.04 m:
-31 % after 3000; docs/results.md, "Reach threshold"), so 0.04 m is the
-default; ``NReacher(distance_threshold=...)`` or ``make_env("reacher",
-distance_threshold=...)`` picks another (targets then keep
-``SEPARATION_THRESHOLDS`` = 3 thresholds apart).
-
-Observation (float32 [8 + 4N]): cos and sin of the two joint angles, the two
-joint velocities / ``VELOCITY_SCALE`` (= 50 rad/s, about the speed reached
-after a whole sub-episode of full torque: 200 (1 - exp(-0.3)) = 52 rad/s), the
-fingertip xy, the N target xy and the N vectors fingertip - target, all
-divided by the reach 0.21 m (positions in [-1, 1]^2, as in the paper; the
-difference vectors are Reacher-v2's "fingertip - target", one per target).
-All targets look the same: the hidden rewards are not observable.
-
-Physics state: the EnvState keeps only qpos / qvel; each decision rebuilds the
-MJX data from them. Measured against carrying the whole ``mjx.Data`` in the
-state (batch 128, 3 physics steps per decision): as fast for RK4 (34k vs 33k
-decisions/s), faster for Euler (139k vs 121k), and the state stays small for
-the engine's masking. Joint 0 is not wrapped: within a sub-episode it turns a
-few radians at most.
-
-Physics implementations (``impl``): "analytic" (default) steps the arm with
-its closed-form equations of motion (``envs/reacher_arm.py``), every
-constant read from this MJCF's ``MjModel``: in float64 it equals
-``mujoco.mj_step`` to 1e-14 rad (solver run to convergence), in float32 it
-is as close to MuJoCo C as MJX (4.5e-6 vs 4.3e-6 rad at worst over 64
-60-step trajectories with limit hits), and a Table 3 update costs 6.7-8.2x less
-CPU than with MJX (docs/results.md, "Closed-form Reacher physics"). "jax"
-is ``mjx.step`` (any backend) and "warp" MuJoCo Warp's kernels (NVIDIA
-GPUs; needs the ``warp-lang`` package); both stay for models the closed
-form does not cover. Under MJX the physics is traced under
-``jax.default_matmul_precision`` ``MATMUL_PRECISION`` = "highest" (full
-float32 matmuls), whatever the global setting. By default TPUs run float32
-matmuls as one bfloat16 pass and H100s may use TF32, both with a 10-bit
-mantissa (~1e-3 relative): on the 2x2 mass matrix and the RK4 stages that
-is an error of the order of the 1e-4 rad the float32 model keeps against
-MuJoCo C, compounded over 30 physics steps, for no speed to gain.
-``NReacher(matmul_precision=...)`` picks another. The closed-form arm has
-no matmul (its 2x2 algebra is written out), so no precision setting
-touches it.
+Every constant, and the measurement behind it (integrator accuracy and speed,
+frame skip, threshold, state layout, matmul precision), is in docs/reacher.md.
 """
 
 import contextlib
@@ -119,12 +33,13 @@ from gymnax.environments import environment, spaces
 with contextlib.redirect_stdout(io.StringIO()):
     from mujoco import mjx
 
-from envs import reacher_arm
+from cmrl_jax.envspec import EnvSpec
+
+from . import reacher_arm, reacher_draw  # matplotlib only when drawing
+from .reacher_geometry import LINK0, LINK1, REACH, fingertip
+from .recipes import NAVIGATION_RECIPE
 
 # ------------------------------------------------------------------ the arm (Reacher-v2)
-LINK0 = 0.1  # m, base to joint 1
-LINK1 = 0.11  # m, joint 1 to fingertip
-REACH = LINK0 + LINK1  # m
 JOINT1_LIMIT = 3.0  # rad
 GEAR = 200.0  # motor gear, ctrlrange +-1
 ARMATURE = 1.0
@@ -215,14 +130,6 @@ def reacher_mjcf(integrator: str = INTEGRATOR, timestep: float = TIMESTEP) -> st
   </actuator>
 </mujoco>
 """
-
-
-def fingertip(qpos: jax.Array) -> jax.Array:
-    """Planar forward kinematics: joint angles float [..., 2] -> fingertip xy (m) [..., 2]."""
-    q0, q01 = qpos[..., 0], qpos[..., 0] + qpos[..., 1]
-    x = LINK0 * jnp.cos(q0) + LINK1 * jnp.cos(q01)
-    y = LINK0 * jnp.sin(q0) + LINK1 * jnp.sin(q01)
-    return jnp.stack([x, y], axis=-1)
 
 
 def segment_distances(start: jax.Array, end: jax.Array, points: jax.Array) -> tuple[jax.Array, ...]:
@@ -541,3 +448,24 @@ def render_state(state: EnvState, params: EnvParams, show_positive: bool = False
     _disc(img, x, y, elbow, 0.009, _JOINT)
     _disc(img, x, y, tip, 0.01, _TIP)
     return img
+
+
+def given_options(**options) -> dict:
+    """NReacher's keyword options that were given (None: its default)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _factory(num_goals: int = 3, horizon: int = 15, integrator: str | None = None,
+             distance_threshold: float | None = None, impl: str | None = None):
+    """``integrator`` / ``distance_threshold`` / ``impl``: NReacher's (None: its default)."""
+    env = NReacher(num_goals, **given_options(
+        integrator=integrator, distance_threshold=distance_threshold, impl=impl))
+    return env, env.default_params.replace(max_steps_in_episode=horizon)
+
+
+SPEC = EnvSpec(
+    factory=_factory, k_explore=3, horizon=15, architecture="meta_lstm",
+    config=(*NAVIGATION_RECIPE, ("divergence", "js")), learning_rate=2.5e-3,
+    lambda_div=1e-3 / 60, num_goals=lambda env: env.num_goals,
+    renderer=reacher_draw.renderer(),
+)

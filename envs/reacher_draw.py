@@ -1,5 +1,5 @@
 """N-Reacher's renderer hook: target heatmaps and the meta-episode strip, in metres seen from
-above. Registered with the discrete and the continuous Reacher in ``envs/registry.py``.
+above. Part of the discrete and the continuous Reacher's ``SPEC``.
 
 Strip panels: the task (the arm's start pose, the N targets with their hidden
 +1 / -1), then each explore rollout or sub-episode and the exploit
@@ -13,6 +13,8 @@ import numpy as np
 
 from cmrl_jax.figures.hooks import Heatmap, Panel, Renderer, Strip
 
+from .reacher_geometry import LINK0, fingertip
+
 EXTENT = 0.24  # m, half-width of a panel (the reach is 0.21 m)
 PATH_POINTS = 8  # fingertip points drawn per decision
 # rollout colours: none green or red (the targets' colours) nor blue (the arm's)
@@ -24,8 +26,6 @@ OBS_ATOL = 1e-4
 
 def _arm_points(qpos) -> np.ndarray:
     """Base, elbow and fingertip xy (m) of the joint angles [2]: float64 [3, 2]."""
-    from envs.reacher import LINK0, fingertip
-
     q = np.asarray(qpos, np.float64)
     elbow = LINK0 * np.array([np.cos(q[0]), np.sin(q[0])])
     return np.stack([np.zeros(2), elbow, np.asarray(fingertip(q), np.float64)])
@@ -38,8 +38,6 @@ def fingertip_path(r, points: int = PATH_POINTS) -> tuple[np.ndarray, np.ndarray
     0.02 s decision they move along a nearly straight line), so the path
     follows the arm's arcs; ``decisions`` is the fingertip at each decision.
     """
-    from envs.reacher import fingertip
-
     q = np.array([np.asarray(s.qpos) for s in r.states], np.float64)  # [T + 1, 2]
     frac = np.arange(points) / points
     inner = q[:-1, None] + frac[None, :, None] * (q[1:] - q[:-1])[:, None]  # [T, points, 2]

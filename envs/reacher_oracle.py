@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs.reacher import ARMATURE, GEAR, LINK0, LINK1, EnvParams, EnvState, NReacher
+from .reacher import ARMATURE, GEAR, LINK0, LINK1, EnvParams, EnvState, NReacher
 
 ACCEL = GEAR / ARMATURE  # rad/s^2, full-torque angular acceleration
 TIE_WEIGHT = 0.1  # weight of the sum of both joints' times next to their max

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from envs.registry import register_env
+from cmrl_jax.registry import register_env
 from examples.hidden_chest_draw import renderer
 
 

@@ -17,11 +17,11 @@ with the recorded actions and checked against the record
 import sys
 from dataclasses import dataclass
 
+from cmrl_jax.cli import EXIT_USAGE, parse_cli
 from cmrl_jax.config import ConfigError
-from cmrl_jax.figures.hooks import renderer_of
 from cmrl_jax.figures.replay import replay_meta_episode
 from cmrl_jax.figures.strip_draw import plot_strip
-from experiments.common import EXIT_USAGE, parse_cli
+from cmrl_jax.registry import renderer_of
 from experiments.trained import file_name, find_run, load_run
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run one meta-episode, replay its states, draw the strip; return what was drawn."""
     from cmrl_jax.lock import check_writable
     from cmrl_jax.paths import local_path, results_path
-    from envs.registry import env_spec
+    from cmrl_jax.registry import env_spec
 
     args = parse_cli(EpisodeArgs, argv, __doc__.split("\n")[0])
     try:

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cmrl_jax.cli import EXIT_USAGE, parse_cli
 from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.heatmap_draw import plot_figure6
-from cmrl_jax.figures.hooks import Heatmap, renderer_of
+from cmrl_jax.figures.hooks import Heatmap
 from cmrl_jax.figures.visitation import (
     exploration_frequency,
     mean_bin_frequency,
@@ -39,7 +40,7 @@ from cmrl_jax.figures.visitation import (
     sample_goals,
     visitation_counts,
 )
-from experiments.common import EXIT_USAGE, parse_cli
+from cmrl_jax.registry import renderer_of
 from experiments.trained import RunLocation, file_name, find_run, load_run
 
 
@@ -75,7 +76,7 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
     """Check every argument, locate both runs and the env's heatmap hook (reads config
     files and traces one env step; nothing is restored or sampled)."""
     from cmrl_jax.envspec import reports_goals
-    from envs.registry import env_spec, make_env
+    from cmrl_jax.registry import env_spec, make_env
 
     env_spec(args.env)  # unknown env: one line
     if args.episodes < 1:

@@ -6,7 +6,9 @@
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import PAPER_METHODS, Row, TableSpec, paper_row, run_table
+from cmrl_jax.experiment import run_table
+from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
+from cmrl_jax_envs.monty_hall import oracle_success
 
 THRESHOLDS = (0.25, 0.5, 0.75, 0.95, 1.0)
 PAPER = {
@@ -19,20 +21,10 @@ PAPER = {
 }
 
 
-def monty_hall_oracle(num_doors: int = 10, k_explore: int = 10) -> float:
-    """Best achievable success: open k distinct doors while exploring, then the gold one.
-
-    With k >= N - 1 the gold door is always known (the last one by elimination).
-    With fewer, an unknown door is worth opening only if P(gold) * 0.1 >
-    (1 - P(gold)) * 1, i.e. never for N - k >= 2 doors left, so success = k / N.
-    """
-    return 1.0 if k_explore >= num_doors - 1 else k_explore / num_doors
-
-
 def oracle_line() -> str:
     """The oracle bound under the table."""
     return (
-        f"Oracle: {100 * monty_hall_oracle():.1f} % (10 explore rollouts or sub-episodes can "
+        f"Oracle: {100 * oracle_success(10, 10):.1f} % (10 explore rollouts or sub-episodes can "
         "open 9 distinct doors; the tenth is known by elimination)."
     )
 

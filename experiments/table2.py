@@ -12,14 +12,9 @@ input projection is the dense encoder.
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import (
-    NAVIGATION_RECIPE,
-    PAPER_METHODS,
-    Row,
-    TableSpec,
-    paper_row,
-    run_table,
-)
+from cmrl_jax.experiment import run_table
+from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
+from cmrl_jax_envs.recipes import NAVIGATION_RECIPE
 
 ORACLE_TASKS = 2000
 
@@ -42,8 +37,8 @@ PAPER = {
 
 def oracle_rows() -> str:
     """The oracle bounds of the environment, as lines under the table."""
-    from envs.color_choice_oracle import oracle_success_rate
-    from envs.registry import make_env
+    from cmrl_jax.registry import make_env
+    from cmrl_jax_envs.color_choice_oracle import oracle_success_rate
 
     env, params = make_env("color_choice", **dict(SPEC.base.env_kwargs))
     rates = oracle_success_rate(env, params, ORACLE_TASKS, k_explore=3, seed=0)
@@ -65,7 +60,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=40_000,
         divergence="skl",
-        **NAVIGATION_RECIPE,  # found on Color-Choice (docs/results.md, "Table 2 recipe")
+        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/results.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.

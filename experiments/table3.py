@@ -10,14 +10,9 @@ The observation vector enters each LSTM directly.
 """
 
 from cmrl_jax.config import TrainConfig
-from experiments.common import (
-    NAVIGATION_RECIPE,
-    PAPER_METHODS,
-    Row,
-    TableSpec,
-    paper_row,
-    run_table,
-)
+from cmrl_jax.experiment import run_table
+from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
+from cmrl_jax_envs.recipes import NAVIGATION_RECIPE
 
 ORACLE_TASKS = 512
 NUM_TARGETS = 3
@@ -41,8 +36,8 @@ PAPER = {
 
 def oracle_rows() -> str:
     """The scripted controller's reach rate and the chance level, as lines under the table."""
-    from envs.reacher_oracle import oracle_success_rate, random_success_rate
-    from envs.registry import make_env
+    from cmrl_jax.registry import make_env
+    from cmrl_jax_envs.reacher_oracle import oracle_success_rate, random_success_rate
 
     env, params = make_env("reacher", num_goals=NUM_TARGETS, distance_threshold=REACH_THRESHOLD)
     reach = oracle_success_rate(env, params, ORACLE_TASKS, seed=0)
@@ -69,7 +64,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=20_000,
         divergence="js",
-        **NAVIGATION_RECIPE,  # found on Color-Choice (docs/results.md, "Table 2 recipe")
+        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/results.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.

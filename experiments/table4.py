@@ -9,7 +9,8 @@ and seed trains in the same vmapped program.
 
 import dataclasses
 
-from experiments.common import Row, paper_row, run_table
+from cmrl_jax.experiment import run_table
+from cmrl_jax.tables import Row, paper_row
 from experiments.table1 import SPEC as TABLE1
 
 NO_DIV = " (no divergence)"

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from envs.color_choice import ColorChoice, EnvParams, EnvState
-from envs.color_choice_oracle import (
+from cmrl_jax.registry import make_env, registered_envs
+from cmrl_jax_envs.color_choice import ColorChoice, EnvParams, EnvState
+from cmrl_jax_envs.color_choice_oracle import (
     UNREACHABLE,
     goal_distances,
     known_goal_success,
     meta_learner_success,
     oracle_success_rate,
 )
-from envs.registry import make_env, registered_envs
 
 N = 3
 NORTH, EAST, SOUTH, WEST = 0, 1, 2, 3

@@ -7,8 +7,8 @@ import pytest
 
 from cmrl_jax.config import RunSpec, TrainConfig
 from cmrl_jax.policy import TanhGaussian
+from cmrl_jax.registry import make_env
 from cmrl_jax.train import make_trainer
-from envs.registry import make_env
 
 
 @pytest.mark.parametrize("arch, method", [("sequential", "ERL2"),

@@ -8,7 +8,7 @@ import pytest
 from cmrl_jax.engine import MetaEpisodeRunner, encode_input
 from cmrl_jax.networks import make_agent
 from cmrl_jax.policy import Categorical
-from envs.monty_hall import MontyHall
+from cmrl_jax_envs.monty_hall import MontyHall
 from tests.probe_envs import Corridor
 
 ARCHS = ("sequential", "central_lstm", "meta_lstm")

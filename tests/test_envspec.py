@@ -9,7 +9,7 @@ from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
 from cmrl_jax.engine import Transition, goal_success
 from cmrl_jax.envspec import EnvSpec, reports_goals, resolve_success, return_above
 from cmrl_jax.metrics import render_table
-from envs.registry import UnknownEnvError, env_options, env_spec, make_env
+from cmrl_jax.registry import UnknownEnvError, env_options, env_spec, make_env
 
 
 def test_unknown_env_is_one_line_config_error():

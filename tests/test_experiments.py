@@ -1,8 +1,9 @@
 """Experiment plans: which runs go into which compiled program (nothing is trained)."""
 
 from cmrl_jax.config import get_method
+from cmrl_jax.tables import TableArgs, make_plan
+from cmrl_jax_envs.monty_hall import oracle_success
 from experiments import table1, table2, table3, table4
-from experiments.common import TableArgs, make_plan
 
 
 def test_table1_two_programs_with_paper_sizes():
@@ -87,9 +88,9 @@ def test_table4_is_one_program_differing_only_in_traced_values():
 
 def test_monty_hall_oracle():
     """k >= N - 1 explore tries identify the gold door; fewer find it with probability k / N."""
-    assert table1.monty_hall_oracle(10, 10) == 1.0
-    assert table1.monty_hall_oracle(10, 9) == 1.0
-    assert table1.monty_hall_oracle(10, 5) == 0.5
+    assert oracle_success(10, 10) == 1.0
+    assert oracle_success(10, 9) == 1.0
+    assert oracle_success(10, 5) == 0.5
     assert "100.0 %" in table1.oracle_line()
 
 

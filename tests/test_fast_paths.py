@@ -21,10 +21,10 @@ from cmrl_jax.engine import MetaEpisodeRunner, constant_inputs
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import ARCHITECTURES, make_agent
 from cmrl_jax.rewards import scheme_id
+from cmrl_jax.tables import TableArgs, make_plan
 from cmrl_jax.train import make_runner
-from envs.color_choice import ColorChoice, EnvState, grid_params
-from envs.monty_hall import MontyHall
-from experiments.common import TableArgs, make_plan
+from cmrl_jax_envs.color_choice import ColorChoice, EnvState, grid_params
+from cmrl_jax_envs.monty_hall import MontyHall
 
 RTOL = 1e-5  # relative, of the loss and of each gradient leaf's largest entry
 

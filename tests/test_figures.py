@@ -16,8 +16,8 @@ from cmrl_jax.figures.visitation import (
     pooled_frequency,
     visitation_counts,
 )
-from envs.reacher_draw import fingertip_path
-from envs.registry import register_env, registered_envs
+from cmrl_jax.registry import register_env, registered_envs
+from cmrl_jax_envs.reacher_draw import fingertip_path
 from experiments import episode_figure, figure6
 from experiments.trained import find_run
 

@@ -5,8 +5,8 @@ import numpy as np
 from gymnax.environments.misc.bernoulli_bandit import BernoulliBandit
 
 from cmrl_jax.config import RunSpec, TrainConfig
+from cmrl_jax.registry import register_env, registered_envs
 from cmrl_jax.train import make_trainer
-from envs.registry import register_env, registered_envs
 
 if "gymnax_bernoulli_bandit" not in registered_envs():
     register_env(

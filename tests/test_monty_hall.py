@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from envs.monty_hall import MontyHall
-from envs.registry import make_env, registered_envs
+from cmrl_jax.registry import make_env, registered_envs
+from cmrl_jax_envs.monty_hall import MontyHall
 
 N = 10
 

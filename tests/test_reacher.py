@@ -15,8 +15,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cmrl_jax.config import RunSpec, TrainConfig
-from envs import reacher_arm
-from envs.reacher import (
+from cmrl_jax.registry import make_env, registered_envs
+from cmrl_jax_envs import reacher_arm
+from cmrl_jax_envs.reacher import (
     DISTANCE_THRESHOLD,
     MAX_SPEED,
     REACH,
@@ -29,14 +30,13 @@ from envs.reacher import (
     reacher_mjcf,
     segment_distances,
 )
-from envs.reacher_oracle import (
+from cmrl_jax_envs.reacher_oracle import (
     inverse_kinematics,
     joint_goals,
     min_time_to_rest,
     oracle_success_rate,
     random_success_rate,
 )
-from envs.registry import make_env, registered_envs
 from experiments import table3
 
 N = 3

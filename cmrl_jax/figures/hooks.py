@@ -15,8 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cmrl_jax.config import ConfigError
-
 
 @dataclass(frozen=True)
 class Heatmap:
@@ -66,16 +64,3 @@ class Renderer:
 
     heatmap: Heatmap | None = None
     strip: Strip | None = None
-
-
-def renderer_of(env_name: str, part: str, figure: str) -> Any:
-    """The ``part`` (``"heatmap"`` / ``"strip"``) of ``env_name``'s renderer; ConfigError
-    (one line) if the env has none."""
-    from envs.registry import env_spec
-
-    renderer = env_spec(env_name).renderer
-    found = getattr(renderer, part, None) if renderer is not None else None
-    if found is None:
-        raise ConfigError(f"env {env_name} registers no renderer {part}: {figure} needs one "
-                          "(docs/extending.md, \"Figures\")")
-    return found

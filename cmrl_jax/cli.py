@@ -1,0 +1,97 @@
+"""What every command shares: exit statuses, one-line usage errors, KEY=VALUE options.
+
+Exit statuses (docs/design.md, "Faults"):
+
+- 0: done;
+- ``EXIT_USAGE`` = 2: bad input, or a results folder this command may not write
+  (another config's, another writer's): one line, nothing changed;
+- ``EXIT_NONFINITE`` = 3: a run stopped being finite; the folder keeps its last
+  finite update;
+- ``EXIT_DISK_FULL`` = 4: the disk (or quota) of the results folder is full;
+  whatever was saved is whole, and the same command resumes once there is space;
+- ``EXIT_INTERRUPTED`` = 130: SIGINT; the folder keeps its last finished chunk,
+  rerun to resume.
+"""
+
+import ast
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from cmrl_jax.config import ConfigError
+
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+EXIT_DISK_FULL = 4
+EXIT_INTERRUPTED = 130
+
+
+def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: message`` (one line) and exit with ``status``."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status) from None
+
+
+def parse_cli(cls: type, argv: list[str] | None, description: str) -> Any:
+    """``tyro.cli``, with its usage errors (unknown flag, bad value) as one line and exit 2."""
+    import tyro
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv, description=description)
+    except SystemExit as e:
+        if not e.code:  # --help
+            sys.stderr.write(captured.getvalue())
+            raise
+        # tyro draws a box (unicode or ASCII): keep its message line, the one with ": "
+        lines = [line.strip(" │╭╮╰╯─┃━┏┓┗┛|+-") for line in captured.getvalue().splitlines()]
+        lines = [line for line in lines if line and "--help" not in line]
+        message = next((line for line in lines if ": " in line),
+                       lines[0] if lines else "bad command line")
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def typed_value(flag: str, key: str, text: str, default: Any) -> Any:
+    """``text`` typed like ``default`` (bool, int, float, str); without a usable default, a
+    Python literal, else a float (``inf``, ``nan``), else the string itself."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(default, int | float | str):
+            return type(default)(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {key} expects {type(default).__name__}, got {text!r}"
+                          ) from None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def parse_assignments(flag: str, items: tuple[str, ...], known: Mapping[str, Any],
+                      unknown: Callable[[str], str]) -> tuple[tuple[str, Any], ...]:
+    """``KEY=VALUE`` strings -> (key, value) pairs, each typed by ``known[key]`` (its default).
+
+    ``unknown(key)``: the message for a key not in ``known``. ConfigError (one line) for
+    an item without ``=``, an unknown key, a value of the wrong type, or a key given twice.
+    """
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+        key, text = item.split("=", 1)
+        if key not in known:
+            raise ConfigError(unknown(key))
+        out.append((key, typed_value(flag, key, text, known[key])))
+    if len({k for k, _ in out}) != len(out):
+        raise ConfigError(f"{flag} gives an option twice")
+    return tuple(out)

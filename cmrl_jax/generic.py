@@ -1,0 +1,162 @@
+"""The generic command (``cmrl-train``): RL2 / ERL2 / CMRL on any environment by name.
+
+    cmrl-train --env gymnax:BernoulliBandit-misc --updates 500 --seeds 2
+    cmrl-train --env gymnax:MetaMaze-misc --env-option maze_size=5
+    cmrl-train --env gymnax:PointRobot-misc --methods ERL2 Max-Until-Exploit
+    cmrl-train --env reacher_continuous --k-explore 3 --horizon 15
+    python -m experiments.train --env examples.hidden_chest:hidden_chest  # from a checkout:
+    # a module:name env is imported first, so its module must be importable
+
+Same outputs, resume and bad-input rules as the paper tables (``cmrl_jax.experiment``):
+``--out`` gets ``table.md`` / ``table.json`` / a figure and one subfolder per
+program; the table has no paper rows, and under it the env's success definition,
+its chance / oracle rates when it has them, and the neutral policy's rate.
+Defaults (K, H, architecture, learning rate, lambda_div, TrainConfig fields)
+come from the env's spec (``cmrl_jax.envspec.EnvSpec``), the LSTM size from the
+method (32 sequential, 16 CMRL) unless ``--hidden``.
+"""
+
+import dataclasses
+import inspect
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmrl_jax.cli import EXIT_USAGE, parse_assignments, parse_cli
+from cmrl_jax.config import METHODS, ConfigError, TrainConfig
+from cmrl_jax.experiment import run_table
+from cmrl_jax.networks import ARCHITECTURES
+from cmrl_jax.tables import PAPER_METHODS, Row, TableArgs, TableSpec
+
+DEFAULT_UPDATES = 2000
+THRESHOLDS = (0.25, 0.5, 0.75, 0.95)
+SWEEP_GRID = (3e-3, 1e-3, 3e-4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainArgs(TableArgs):
+    """Command-line options of the generic experiment (plus every table option)."""
+
+    env: str
+    """a registered env, gymnax:<id> (e.g. gymnax:MetaMaze-misc), or module:name (registers
+    on import)"""
+    env_option: tuple[str, ...] = field(default_factory=tuple)
+    """env options as KEY=VALUE, checked against the env's factory (e.g. maze_size=5)"""
+    architecture: str | None = None
+    """CMRL communication architecture: central_lstm or meta_lstm (default: the env's)"""
+    k_explore: int | None = None
+    """K: explore rollouts (CMRL) / sub-episodes (RL2, ERL2) (default: the env's)"""
+    horizon: int | None = None
+    """H: decisions per sub-episode (default: the env's)"""
+    hidden: int | None = None
+    """LSTM size of every method (default: the method's, 32 sequential / 16 CMRL)"""
+    sweep_grid: tuple[float, ...] = SWEEP_GRID
+    """learning rates tried by --sweep"""
+
+
+def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """``--env-option`` KEY=VALUE strings -> (key, value) pairs typed by the option's default."""
+    from cmrl_jax.registry import env_options
+
+    known = env_options(name)
+    listed = ", ".join(sorted(known)) or "none"
+    return parse_assignments("--env-option", items, known,
+                             lambda key: f"env {name} has no option {key!r}; its options: {listed}")
+
+
+def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig):
+    """() -> the lines under the table: success, chance / oracle, neutral policy."""
+
+    def lines() -> str:
+        from cmrl_jax.envspec import describe_success, neutral_rate, percent
+        from cmrl_jax.registry import make_env
+        from cmrl_jax.train import make_runner
+
+        env, params = make_env(env_name, **dict(env_kwargs))
+        out = [describe_success(spec, env, params)]
+        if spec.chance is not None:
+            out.append(f"Chance ({spec.chance_text}): {percent(spec.chance(env, params, k, h))}.")
+        if spec.oracle is not None:
+            out.append(f"Oracle ({spec.oracle_text}): {percent(spec.oracle(env, params, k, h))}.")
+        runner = make_runner(dataclasses.replace(base, architecture="sequential", hidden=1))
+        out.append(f"Neutral policy (zero head outputs, {runner.policy.__class__.__name__}) in "
+                   f"the exploit sub-episode: {percent(neutral_rate(runner))}.")
+        return "\n".join(out)
+
+    return lines
+
+
+def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
+    """The ``TableSpec`` of this invocation (no paper rows) and the args to plan it with."""
+    from cmrl_jax.policy import make_policy
+    from cmrl_jax.registry import env_spec, make_env
+
+    name = args.env  # module:name is kept: a later process re-imports the module
+    spec = env_spec(name)
+    env_kwargs = parse_env_options(name, args.env_option)
+    try:
+        env, params = make_env(name, **dict(env_kwargs))
+    except ConfigError:
+        raise
+    except Exception as e:  # the env's own refusal of an option value
+        raise ConfigError(f"env {name} refused its options: {e}") from None
+    try:
+        make_policy(env.action_space(params))
+    except ValueError as e:
+        raise ConfigError(f"env {name}: {e}; no method handles it") from None
+    arch = args.architecture or spec.architecture
+    if arch not in ARCHITECTURES or arch == "sequential":
+        raise ConfigError(f"--architecture must be central_lstm or meta_lstm, got {arch!r}")
+    k = spec.k_explore if args.k_explore is None else args.k_explore
+    h = spec.default_horizon(params) if args.horizon is None else args.horizon
+    if args.hidden is not None and args.hidden < 1:
+        raise ConfigError(f"--hidden must be >= 1, got {args.hidden}")
+    config = dict(spec.config)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(config) - fields
+    if unknown:
+        raise ConfigError(f"env {name}: unknown TrainConfig defaults {sorted(unknown)}")
+    base = TrainConfig(env=name, env_kwargs=env_kwargs, k_explore=k, horizon=h,
+                       num_updates=DEFAULT_UPDATES, **config)
+    from cmrl_jax.envspec import reports_goals
+
+    goals = reports_goals(env, params)
+    methods = tuple(METHODS)
+    table = TableSpec(
+        name=f"train-{name.replace(':', '-').replace('.', '-')}",
+        title=f"{name} (K = {k}, H = {h})",
+        cmrl_architecture=arch,
+        base=base,
+        rows=tuple(Row(m, m) for m in methods),
+        learning_rates={m: spec.learning_rate for m in methods},
+        lambda_div=spec.lambda_div,
+        sweep_grid=tuple(args.sweep_grid),
+        thresholds=THRESHOLDS,
+        paper={},
+        num_goals=spec.goals_axis(env) if goals else None,
+        oracle=_reference_lines(spec, name, env_kwargs, k, h, base),
+        hidden=args.hidden,
+        visited_goals=goals,
+    )
+    if args.methods is None:
+        args = dataclasses.replace(args, methods=PAPER_METHODS)
+    return table, args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the generic experiment from the command line."""
+    args = parse_cli(TrainArgs, argv, inspect.getdoc(sys.modules[__name__]).splitlines()[0])
+    try:
+        if args.distributed:  # before building the env touches a device
+            from cmrl_jax.runtime import init_distributed
+
+            init_distributed()
+        spec, args = make_spec(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return run_table(spec, args=args)
+
+
+if __name__ == "__main__":
+    main()

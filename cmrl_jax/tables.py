@@ -1,0 +1,227 @@
+"""A table experiment as data: its rows, paper numbers and options, and the plan of programs.
+
+A table experiment is a ``TableSpec`` (environment, rows, paper numbers,
+learning-rate grid). A row is a method, possibly with its own lambda_div.
+Rows that share an architecture train together as one compiled program
+(seeds, learning rates, reward schemes and lambda_div vmapped); each program
+has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``
+(``cmrl_jax.experiment.run_table`` trains them and writes the table).
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cmrl_jax.cli import parse_assignments
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, check_number, get_method
+from cmrl_jax.metrics import curves, row_label, summarize
+
+PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
+"""The four rows of the paper's Tables 1-3."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a method, with or without the divergence loss."""
+
+    label: str
+    method: str
+    divergence: bool = True  # CMRL rows: lambda_div as configured; False: lambda_div = 0
+    in_paper: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything that makes one paper table."""
+
+    name: str  # e.g. "table1"
+    title: str
+    cmrl_architecture: str  # "central_lstm" or "meta_lstm" for the CMRL rows
+    base: TrainConfig  # env, sizes, horizons; runs / architecture / hidden filled per group
+    rows: tuple[Row, ...]  # default rows, in table order
+    learning_rates: dict[str, float]  # default per row label (chosen by the sweep)
+    lambda_div: float  # default for CMRL rows
+    sweep_grid: tuple[float, ...]  # Appendix A learning-rate grid
+    thresholds: tuple[float, ...]
+    paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
+    num_goals: int | None
+    oracle: Any = None  # optional () -> markdown text appended under the table
+    hidden: int | None = None  # LSTM size of every program (None: the method's)
+    visited_goals: bool = True  # the env reports goals (False: the metric is omitted)
+
+
+@dataclass(frozen=True)
+class TableArgs:
+    """Command-line options of a table experiment."""
+
+    out: str | None = None
+    """results folder (default results/<table>)"""
+    updates: int | None = None
+    """updates per run (default: the experiment's; the paper's for a table)"""
+    seeds: int = 3
+    """seeds per method"""
+    methods: tuple[str, ...] | None = None
+    """subset of the table's rows (default: all)"""
+    learning_rate: float | None = None
+    """override the learning rate of every selected method"""
+    lambda_div: float | None = None
+    """override lambda_div of every selected CMRL method"""
+    sweep: bool = False
+    """train the experiment's learning-rate grid (a table's: Appendix A's) for every method
+    and seed; report the best mean"""
+    batch_size: int = 128
+    """meta-episodes per update"""
+    chunk_updates: int = 250
+    """updates per compiled call (evaluation and checkpoint after each)"""
+    progress: bool = True
+    """show progress bars"""
+    jobs: int = 0
+    """programs trained at once in threads (0: one per program, at most one per core)"""
+    devices: int = 0
+    """devices to train on (0: every device JAX finds, on every host)"""
+    runs_devices: int = 0
+    """devices the runs are split over (0: as many as divide runs and devices); the batch is
+    split over the rest (it must divide)"""
+    distributed: bool = False
+    """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
+    extra: tuple[str, ...] = field(default_factory=tuple)
+    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02)"""
+
+
+# How a run is carried out, not what it computes: not part of a results folder's identity.
+RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Validated programs of one invocation."""
+
+    folder: Path  # or an object store's epath.Path (cmrl_jax.paths.results_path)
+    experiment_json: str
+    programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
+
+
+def paper_row(auc: float, final: float, std: float, visited: float,
+              thresholds: tuple[float, ...], *until: int | None) -> dict:
+    """A row of the paper's table; ``until`` follows ``thresholds`` (None or missing = never)."""
+    keys = [f"{round(100 * t)}" for t in thresholds]
+    return {
+        "auc": auc, "final": final, "final_std": std, "visited": visited,
+        "updates_until": {k: u for k, u in zip(keys, until, strict=False) if u is not None},
+    }
+
+
+def override_config(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
+    """Apply ``--extra`` KEY=VALUE overrides, typed like the field they replace."""
+    fixed = ("runs", "env", "env_kwargs", "architecture")
+    known = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in fixed}
+    changes = parse_assignments("--extra", extra, known,
+                                lambda key: f"--extra: unknown or fixed config key {key!r}")
+    return dataclasses.replace(base, **dict(changes))
+
+
+def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
+    """Validate the arguments and build every program's config (nothing is written)."""
+    by_label = {r.label: r for r in spec.rows}
+    if args.methods is not None and not args.methods:
+        raise ConfigError(
+            f"--methods needs at least one method; choose from: {', '.join(by_label)}"
+        )
+    methods = args.methods or tuple(by_label)
+    for m in methods:
+        if m not in by_label:
+            raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(by_label)}")
+    if len(set(methods)) != len(methods):
+        raise ConfigError("--methods lists a method twice")
+    if args.jobs < 0:
+        raise ConfigError(f"--jobs must be >= 0, got {args.jobs}")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.chunk_updates < 1:
+        raise ConfigError(f"--chunk-updates must be >= 1, got {args.chunk_updates}")
+    updates = spec.base.num_updates if args.updates is None else args.updates
+    if updates < 1:
+        raise ConfigError(f"--updates must be >= 1, got {args.updates}")
+    chunk = min(args.chunk_updates, updates)
+    if updates % chunk:
+        raise ConfigError(f"--updates ({updates}) must be a multiple of --chunk-updates ({chunk})")
+    if args.learning_rate is not None:
+        check_number("--learning-rate", args.learning_rate, strict=True)
+    if args.lambda_div is not None:
+        check_number("--lambda-div", args.lambda_div)
+    if args.sweep and args.learning_rate is not None:
+        raise ConfigError("--sweep and --learning-rate exclude each other")
+    base = override_config(spec.base, args.extra)
+    base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
+                               batch_size=args.batch_size)
+
+    groups: dict[str, list[Row]] = {}
+    for m in methods:
+        row = by_label[m]
+        arch = spec.cmrl_architecture if get_method(row.method).concurrent else "sequential"
+        groups.setdefault(arch, []).append(row)
+    programs = []
+    for arch, rows in groups.items():
+        runs = []
+        for row in rows:
+            lam = 0.0
+            if get_method(row.method).concurrent and row.divergence:
+                lam = spec.lambda_div if args.lambda_div is None else args.lambda_div
+            if args.sweep:
+                rates = spec.sweep_grid
+            elif args.learning_rate is not None:
+                rates = (args.learning_rate,)
+            else:
+                rates = (spec.learning_rates[row.label],)
+            label = "" if row.label == row.method else row.label
+            for lr in rates:
+                for seed in range(args.seeds):
+                    runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
+        cfg = dataclasses.replace(
+            base, architecture=arch, hidden=spec.hidden or get_method(rows[0].method).hidden,
+            runs=tuple(runs),
+        )
+        cfg.validate()
+        programs.append((arch, cfg))
+
+    from cmrl_jax.paths import results_path
+
+    folder = results_path(args.out or f"results/{spec.name}")
+    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUNTIME_OPTIONS}
+    exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
+    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
+
+
+def claim(plan: Plan) -> None:
+    """Refuse folders of other configs before anything compiles or is written."""
+    from cmrl_jax.checkpoint import claim_folder
+
+    claim_folder(plan.folder, plan.experiment_json, what="experiment config")
+    for name, cfg in plan.programs:
+        claim_folder(plan.folder / name, cfg.to_json())
+
+
+def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
+    """Per method, keep the learning rate with the best mean final success (AuC breaks ties)."""
+    by_lr: dict[str, dict[float, list[dict]]] = {}
+    for r in rows:
+        by_lr.setdefault(row_label(r), {}).setdefault(r["learning_rate"], []).append(r)
+    chosen, report = [], {}
+    for method, groups in by_lr.items():
+        scores = {}
+        for lr, rs in groups.items():
+            s = summarize(curves(rs)[method], thresholds)
+            scores[lr] = (s["final_success_mean"], s["auc"])
+        best = max(scores, key=lambda lr: scores[lr])
+        report[method] = {
+            "chosen_learning_rate": best,
+            "grid": {f"{lr:g}": {"final_success_mean": v[0], "auc": v[1]}
+                     for lr, v in sorted(scores.items())},
+        }
+        chosen.extend(groups[best])
+    return chosen, report
