@@ -19,10 +19,14 @@ import orbax.checkpoint as ocp
 
 from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
-from cmrl_jax.lock import LOCK_FILE
-
-CONFIG_FILE = "config.json"
-DAMAGED_DIR = "damaged-checkpoints"
+from cmrl_jax.results import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    DAMAGED_DIR,
+    LOCK_FILE,
+    config_difference,
+    write_text_atomic,
+)
 
 SAVE_LOCK = threading.Lock()
 """Held by every save, from its start until it is on disk, in the whole process.
@@ -51,18 +55,27 @@ def claim_folder(folder: Path, config_json: str, what: str = "config") -> bool:
     """
     path = folder / CONFIG_FILE
     if path.exists():
-        if path.read_text() != config_json:
+        saved = path.read_text()
+        if saved == config_json:
+            return True
+        if saved.strip() or _holds_more_than(folder, CONFIG_FILE):
             raise ConfigError(
-                f"results folder {folder} was made by a different {what}; "
+                f"results folder {folder} was made by a different {what} "
+                f"({config_difference(saved, config_json)}); "
                 "choose another --out (nothing was changed)"
             )
-        return True
-    if folder.exists() and any(p.name != LOCK_FILE for p in folder.iterdir()):
+        return False  # an empty config alone (a write an older version lost): a new folder
+    if _holds_more_than(folder):
         raise ConfigError(
             f"results folder {folder} exists, is not empty and has no {CONFIG_FILE}; "
             "choose another --out (nothing was changed)"
         )
     return False
+
+
+def _holds_more_than(folder: Path, *names: str) -> bool:
+    """Whether ``folder`` holds anything but its lock and ``names``."""
+    return folder.exists() and any(p.name not in (LOCK_FILE, *names) for p in folder.iterdir())
 
 
 @contextlib.contextmanager
@@ -91,8 +104,8 @@ def write_config(folder: Path, config_json: str) -> None:
     """Create ``folder`` and write its config (only if absent)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CONFIG_FILE
-    if not path.exists():
-        path.write_text(config_json)
+    if not path.exists() or not path.read_text().strip():
+        write_text_atomic(path, config_json)
 
 
 class Restored(NamedTuple):
@@ -107,7 +120,7 @@ class Checkpointer:
     """Save / restore a runner-state pytree at update counts, keeping the newest few."""
 
     def __init__(self, folder: Path, max_to_keep: int = 2, read_only: bool = False):
-        """Checkpoints live in ``folder / "checkpoints"``.
+        """Checkpoints live in ``folder / CHECKPOINTS_DIR``.
 
         ``read_only``: for readers of a folder (figures) that a training run may
         still be writing; it never creates, deletes or saves anything.
@@ -123,7 +136,7 @@ class Checkpointer:
         """A manager of ``checkpoints/`` (a fresh one forgets what a damaged step taught it)."""
         # orbax's warnings that read-only means read only
         with _absl_level(logging.ERROR if self.read_only else None):
-            where = self.folder / "checkpoints"
+            where = self.folder / CHECKPOINTS_DIR
             return ocp.CheckpointManager(
                 where.absolute() if paths.is_local(where) else where, options=self.options
             )
@@ -152,7 +165,7 @@ class Checkpointer:
                 self.manager = self._open()
         if damaged:
             raise ConfigError(
-                f"no checkpoint in {self.folder / 'checkpoints'} can be read (steps "
+                f"no checkpoint in {self.folder / CHECKPOINTS_DIR} can be read (steps "
                 f"{', '.join(map(str, damaged))} are damaged); move them away to "
                 "train from update 0, or choose another --out (nothing was changed)"
             )
@@ -167,7 +180,7 @@ class Checkpointer:
         for step in steps:
             aside = self.folder / DAMAGED_DIR / str(step)
             aside.parent.mkdir(exist_ok=True)
-            source = self.folder / "checkpoints" / str(step)
+            source = self.folder / CHECKPOINTS_DIR / str(step)
             if paths.is_local(source):
                 shutil.move(source, _unused(aside))
             else:  # an object store renames by copying, then deleting

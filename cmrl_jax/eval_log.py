@@ -14,11 +14,10 @@ from pathlib import Path
 
 from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
+from cmrl_jax.results import EVAL_FILE, EvalRow
 
-EVAL_FILE = "eval.jsonl"
 
-
-def _parse(path: Path) -> list[dict]:
+def _parse(path: Path) -> list[EvalRow]:
     """Every complete row of ``path`` in file order.
 
     Rows are appended with their newline in one write, so text after the last
@@ -30,24 +29,24 @@ def _parse(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(EvalRow.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError):
             raise ConfigError(
-                f"{path} line {number} is not a JSON row; repair or remove it "
+                f"{path} line {number} is not an evaluation row; repair or remove it "
                 "(nothing was changed)"
             ) from None
     return rows
 
 
-def read_history(folder: Path) -> list[dict]:
+def read_history(folder: Path) -> list[EvalRow]:
     """Evaluation rows of a results folder, one per (update, run), in order."""
     path = folder / EVAL_FILE
     if not path.exists():
         return []
     rows, seen = [], set()
     for row in _parse(path):
-        if (row["update"], row["run"]) not in seen:
-            seen.add((row["update"], row["run"]))
+        if (row.update, row.run) not in seen:
+            seen.add((row.update, row.run))
             rows.append(row)
     return rows
 
@@ -67,7 +66,7 @@ def cut_torn_tail(folder: Path) -> None:
             f.truncate(end)
 
 
-def check_covers(history: list[dict], num_runs: int, chunk: int, step: int,
+def check_covers(history: list[EvalRow], num_runs: int, chunk: int, step: int,
                  folder: Path) -> None:
     """Raise ConfigError unless the log has every run's row at 0, chunk, ..., ``step``.
 
@@ -78,7 +77,7 @@ def check_covers(history: list[dict], num_runs: int, chunk: int, step: int,
     """
     if step == 0:  # nothing restored: training starts over and logs update 0
         return
-    logged = {(row["update"], row["run"]) for row in history}
+    logged = {(row.update, row.run) for row in history}
     for update in range(0, step + 1, chunk):
         if any((update, run) not in logged for run in range(num_runs)):
             raise ConfigError(
@@ -88,6 +87,6 @@ def check_covers(history: list[dict], num_runs: int, chunk: int, step: int,
             )
 
 
-def append_rows(folder: Path, rows: list[dict]) -> None:
+def append_rows(folder: Path, rows: list[EvalRow]) -> None:
     """Append ``rows`` to the log in one write (on an object store: one whole-file upload)."""
-    paths.append_text(folder / EVAL_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+    paths.append_text(folder / EVAL_FILE, "".join(row.to_json() + "\n" for row in rows))

@@ -7,7 +7,6 @@ status of ``cmrl_jax.cli``, before anything compiles or is written.
 """
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -16,6 +15,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from cmrl_jax.cli import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_USAGE, parse_cli
 from cmrl_jax.config import ConfigError
 from cmrl_jax.metrics import clean_json, curves, render_table, summarize
+from cmrl_jax.results import EvalRow, figure_file, write_table
 from cmrl_jax.tables import Plan, TableArgs, TableSpec, claim, make_plan, select_best
 
 
@@ -33,7 +33,7 @@ def _exit_now(status: int, message: str) -> None:
         os._exit(status)
 
 
-def _wait_for(futures: list, poll_s: float = 0.25) -> list[dict]:
+def _wait_for(futures: list, poll_s: float = 0.25) -> list[EvalRow]:
     """Every program's rows; exits at the first program that fails (statuses above).
 
     Waits in short slices: a SIGINT that lands on another thread (a worker or XLA
@@ -147,11 +147,9 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     result = {"methods": ours, "sweep": sweep_report}
     if not main:  # process 0 writes the table, the figure and the report
         return result
-    (plan.folder / "table.md").write_text(table)
-    (plan.folder / "table.json").write_text(json.dumps(clean_json(ours), indent=1))
-    if sweep_report:
-        (plan.folder / "sweep.json").write_text(json.dumps(clean_json(sweep_report), indent=1))
-    fig = plot_curves({m: cs[m] for m in methods}, plan.folder / f"{spec.name}.png",
+    md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
+                         clean_json(sweep_report) if sweep_report else None)
+    fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),
                       spec.title, spec.num_goals, visited=spec.visited_goals)
     print()
     print(table)
@@ -159,6 +157,6 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
         for m, r in sweep_report.items():
             print(f"sweep {m}: chosen learning rate {r['chosen_learning_rate']:g}")
             print(f"  grid {r['grid']}")
-    print(f"wrote {plan.folder / 'table.md'}, {plan.folder / 'table.json'}, {fig}")
+    print(f"wrote {md}, {js}, {fig}")
     print(f"wall time {time.perf_counter() - t0:.0f} s")
     return result

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
-
-LOCK_FILE = "writer.lock"
+from cmrl_jax.results import LOCK_FILE
 
 
 def check_writable(path: Path, flag: str = "--out", is_file: bool = False) -> None:

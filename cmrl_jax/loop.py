@@ -26,6 +26,7 @@ from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log
     read_history,
 )
 from cmrl_jax.lock import check_writable, writer_lock
+from cmrl_jax.results import EvalRow
 from cmrl_jax.train import make_trainer
 
 
@@ -89,30 +90,23 @@ def nonfinite_eval_message(cfg: TrainConfig, stats, update: int, done: int) -> s
     )
 
 
-def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list[dict]:
-    """One JSON row per run for an evaluation at ``update``."""
+def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list[EvalRow]:
+    """One row per run for an evaluation at ``update``."""
     stats = jax.tree.map(np.asarray, stats)
     rows = []
     for i, run in enumerate(cfg.runs):
-        row = {
-            "update": update,
-            "run": i,
-            "method": run.method,
-            "label": run.row,
-            "seed": run.seed,
-            "learning_rate": run.learning_rate,
-            "lambda_div": run.lambda_div,
-            "success": float(stats.success[i]),
-            "visited_goals": float(stats.visited_goals[i]),
-            "explore_return": float(stats.explore_return[i]),
-            "exploit_return": float(stats.exploit_return[i]),
+        train = {} if train_metrics is None else {
+            name: float(np.mean(np.asarray(values[i])))
+            for name, values in train_metrics._asdict().items()
+            if name != "finite"  # always true in a logged row
         }
-        if train_metrics is not None:
-            for name, values in train_metrics._asdict().items():
-                if name == "finite":  # always true in a logged row
-                    continue
-                row[f"train_{name}"] = float(np.mean(np.asarray(values[i])))
-        rows.append(row)
+        rows.append(EvalRow(
+            update=update, run=i, method=run.method, label=run.row, seed=run.seed,
+            learning_rate=run.learning_rate, lambda_div=run.lambda_div,
+            success=float(stats.success[i]), visited_goals=float(stats.visited_goals[i]),
+            explore_return=float(stats.explore_return[i]),
+            exploit_return=float(stats.exploit_return[i]), train=train,
+        ))
     return rows
 
 
@@ -125,7 +119,7 @@ def run_training(
     stop_after: int | None = None,
     bar_position: int = 0,
     mesh=None,
-) -> list[dict]:
+) -> list[EvalRow]:
     """Train every run of ``cfg`` to ``cfg.num_updates`` in ``folder`` (resuming); return rows.
 
     ``stop_after`` ends the session early once that many updates are done
@@ -158,7 +152,7 @@ def run_training(
 
 
 def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
-                  stop_after: int | None, bar_position: int, mesh) -> list[dict]:
+                  stop_after: int | None, bar_position: int, mesh) -> list[EvalRow]:
     """``run_training`` once the folder is ours; ``main``: this process writes files."""
     trainer = make_trainer(cfg, mesh)
     state, hp = trainer.init()
@@ -172,15 +166,15 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))
             ckpt.set_aside(damaged)
             cut_torn_tail(folder)
-        logged = {(row["update"], row["run"]) for row in history}
+        logged = {(row.update, row.run) for row in history}
 
         def log(update: int, stats, metrics=None) -> None:
             rows = [r for r in _eval_rows(cfg, update, stats, metrics)
-                    if (r["update"], r["run"]) not in logged]
+                    if (r.update, r.run) not in logged]
             if main:
                 append_rows(folder, rows)
             history.extend(rows)
-            logged.update((r["update"], r["run"]) for r in rows)
+            logged.update((r.update, r.run) for r in rows)
 
         def evaluate(state, update: int, done: int):
             stats = trainer.evaluate(state, hp)

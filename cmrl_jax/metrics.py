@@ -5,6 +5,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from cmrl_jax.results import EvalRow
+
 
 def area_under_curve(updates: np.ndarray, success: np.ndarray) -> float:
     """Trapezoid area under success (a fraction) over updates: [E], [E] -> float.
@@ -22,18 +24,13 @@ def updates_until(updates: np.ndarray, mean_success: np.ndarray, threshold: floa
     return int(np.asarray(updates)[hit[0]]) if hit.size else None
 
 
-def row_label(row: dict) -> str:
-    """The table row an evaluation row belongs to: its label, else its method."""
-    return row.get("label") or row["method"]
-
-
-def curves(rows: list[dict]) -> dict[str, dict]:
+def curves(rows: list[EvalRow]) -> dict[str, dict]:
     """Group evaluation rows by table row (label, else method): {row: {updates [E],
     success [S, E], visited [S, E], seeds, learning_rate, lambda_div}}; only updates
     evaluated for every seed are kept."""
     by_method: dict[str, dict[int, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
-        by_method[row_label(row)][row["seed"]][row["update"]] = row
+        by_method[row.row][row.seed][row.update] = row
     out = {}
     for method, seeds in by_method.items():
         common = sorted(set.intersection(*(set(s) for s in seeds.values())))
@@ -41,11 +38,11 @@ def curves(rows: list[dict]) -> dict[str, dict]:
         first = seeds[seed_ids[0]][common[0]]
         out[method] = {
             "updates": np.array(common),
-            "success": np.array([[seeds[s][u]["success"] for u in common] for s in seed_ids]),
-            "visited": np.array([[seeds[s][u]["visited_goals"] for u in common] for s in seed_ids]),
+            "success": np.array([[seeds[s][u].success for u in common] for s in seed_ids]),
+            "visited": np.array([[seeds[s][u].visited_goals for u in common] for s in seed_ids]),
             "seeds": seed_ids,
-            "learning_rate": first["learning_rate"],
-            "lambda_div": first["lambda_div"],
+            "learning_rate": first.learning_rate,
+            "lambda_div": first.lambda_div,
         }
     return out
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from etils import epath
 
-from cmrl_jax.config import ConfigError
+from cmrl_jax.errors import ConfigError
 
 # Schemes etils.epath serves, and the package that gives it each one (through fsspec).
 FILESYSTEMS = {"gs": "gcsfs", "s3": "s3fs", "az": "adlfs", "hf": "huggingface_hub"}

@@ -27,8 +27,8 @@ import jax
 
 from cmrl_jax import paths
 from cmrl_jax.config import ConfigError
+from cmrl_jax.results import RUNTIME_FILE
 
-RUNTIME_FILE = "runtime.jsonl"
 VERSIONED = ("jax", "jaxlib", "flax", "mujoco", "mujoco-mjx", "orbax-checkpoint")
 # Environment variables by which jax.distributed finds a cluster without arguments.
 CLUSTER_VARIABLES = (

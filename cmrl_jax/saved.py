@@ -1,12 +1,14 @@
 """``load_policy(folder)``: a trained run's policy, restored read-only, ready to act.
 
 A results folder (a table's, or the generic command's) holds one subfolder per
-program with ``config.json`` and ``checkpoints/``. ``load_policy`` rebuilds the
-program's runner from the config alone (no training script needed), restores
-the newest checkpoint and keeps one run's parameters (no optimizer state). The
+program with ``config.json`` and ``checkpoints/`` (``cmrl_jax.results``).
+``load_policy`` rebuilds the program's runner from the config alone (no
+training script needed), restores the newest intact checkpoint and keeps one
+run's parameters (no optimizer state). The
 folder may be on an object store (``gs://...``, ``cmrl_jax.paths.results_path``).
 """
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import jax
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from cmrl_jax.results import CHECKPOINTS_DIR, RunLocation, find_run
 
 
 @dataclass(frozen=True)
@@ -35,54 +38,35 @@ class SavedPolicy:
         return self.runner.run_with_task(self.params, key, greedy)
 
 
-def _programs(folder: Path) -> list[Path]:
-    """Program folders under ``folder`` (or ``folder`` itself)."""
-    if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
-        return [folder]
-    if not folder.is_dir():
-        raise ConfigError(f"results folder {folder} does not exist")
-    found = sorted(p for p in folder.iterdir()
-                   if (p / "config.json").is_file() and (p / "checkpoints").is_dir())
-    if not found:
-        raise ConfigError(f"{folder} has no trained program (<program>/config.json + checkpoints)")
-    return found
-
-
-def load_policy(folder: str | Path, method: str | None = None, seed: int = 0,
+def load_policy(folder: "str | Path | RunLocation", method: str | None = None, seed: int = 0,
                 learning_rate: float | None = None) -> SavedPolicy:
-    """Restore the run of table row ``method`` (default: the first run found) with ``seed``.
+    """Restore the run of table row ``method`` (default: the first run found) with ``seed``
+    (``cmrl_jax.results.find_run``), or the run ``folder`` locates.
 
-    ConfigError (one line) if no run matches or several do (give ``learning_rate``).
+    The newest checkpoint that reads is used; if newer ones are damaged, one
+    line on stderr says which step was used instead (the folder is not
+    changed). ConfigError (one line) if no run matches, several do (give
+    ``learning_rate``), or no checkpoint can be read.
     """
     from cmrl_jax.checkpoint import Checkpointer
     from cmrl_jax.train import make_init, make_runner
 
-    matches = []
-    from cmrl_jax.paths import results_path
-
-    for program in _programs(results_path(folder, "results folder")):
-        cfg = TrainConfig.from_json((program / "config.json").read_text())
-        for i, run in enumerate(cfg.runs):
-            if method not in (None, run.row) or run.seed != seed:
-                continue
-            if learning_rate is not None and abs(run.learning_rate - learning_rate) > 1e-12:
-                continue
-            matches.append((program, cfg, i))
-    if not matches:
-        raise ConfigError(f"no run {method or '(any)'} with seed {seed} in {folder}")
-    if method is not None and len(matches) > 1:
-        raise ConfigError(f"{len(matches)} runs of {method} seed {seed} in {folder}; "
-                          "give learning_rate")
-    program, cfg, index = matches[0]
+    where = folder if isinstance(folder, RunLocation) else find_run(
+        folder, method, seed, learning_rate)
+    cfg, index, program = where.cfg, where.index, where.folder
+    if not (program / CHECKPOINTS_DIR).is_dir():
+        raise ConfigError(f"{program} has no checkpoints yet")
     runner = make_runner(cfg)
     like, _ = jax.eval_shape(make_init(cfg, runner))
     ckpt = Checkpointer(program, read_only=True)
     try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise ConfigError(f"{program} has no checkpoints yet")
-        state = ckpt.restore(step, like)
+        step, state, damaged = ckpt.newest_intact(like)
     finally:
         ckpt.close()
+    if step == 0:
+        raise ConfigError(f"{program} has no checkpoints yet")
+    if damaged:
+        print(f"warning: {program / CHECKPOINTS_DIR}: step {', '.join(map(str, damaged))} "
+              f"cannot be read; using step {step}", file=sys.stderr, flush=True)
     params = jax.tree.map(lambda a: a[index], state.params)
     return SavedPolicy(cfg, cfg.runs[index], int(step), runner, params)

@@ -16,7 +16,8 @@ from typing import Any
 
 from cmrl_jax.cli import parse_assignments
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, check_number, get_method
-from cmrl_jax.metrics import curves, row_label, summarize
+from cmrl_jax.metrics import curves, summarize
+from cmrl_jax.results import EvalRow
 
 PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
 """The four rows of the paper's Tables 1-3."""
@@ -206,11 +207,11 @@ def claim(plan: Plan) -> None:
         claim_folder(plan.folder / name, cfg.to_json())
 
 
-def select_best(rows: list[dict], thresholds) -> tuple[list[dict], dict]:
+def select_best(rows: list[EvalRow], thresholds) -> tuple[list[EvalRow], dict]:
     """Per method, keep the learning rate with the best mean final success (AuC breaks ties)."""
-    by_lr: dict[str, dict[float, list[dict]]] = {}
+    by_lr: dict[str, dict[float, list[EvalRow]]] = {}
     for r in rows:
-        by_lr.setdefault(row_label(r), {}).setdefault(r["learning_rate"], []).append(r)
+        by_lr.setdefault(r.row, {}).setdefault(r.learning_rate, []).append(r)
     chosen, report = [], {}
     for method, groups in by_lr.items():
         scores = {}

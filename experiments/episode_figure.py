@@ -22,7 +22,8 @@ from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.replay import replay_meta_episode
 from cmrl_jax.figures.strip_draw import plot_strip
 from cmrl_jax.registry import renderer_of
-from experiments.trained import file_name, find_run, load_run
+from cmrl_jax.results import find_run, safe_name
+from cmrl_jax.saved import load_policy
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
             env_spec(args.env)  # unknown env: one line
         if args.out is not None:
             check_writable(local_path(args.out), is_file=True)  # before reading anything
-        where = find_run(results_path(args.results, "--results"), args.env, args.method,
-                         args.seed, args.learning_rate)
-        out = local_path(args.out or f"docs/figures/{file_name(where.cfg.env)}_episode.png")
+        where = find_run(results_path(args.results, "--results"), args.method, args.seed,
+                         args.learning_rate, env=args.env)
+        out = local_path(args.out or f"docs/figures/{safe_name(where.cfg.env)}_episode.png")
         check_writable(out, is_file=True)  # before the sampling, not after
         strip = renderer_of(where.cfg.env, "strip", "the meta-episode strip")
-        policy = load_run(where)
+        policy = load_policy(where)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

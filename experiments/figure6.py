@@ -41,7 +41,8 @@ from cmrl_jax.figures.visitation import (
     visitation_counts,
 )
 from cmrl_jax.registry import renderer_of
-from experiments.trained import RunLocation, file_name, find_run, load_run
+from cmrl_jax.results import RunLocation, find_run, safe_name
+from cmrl_jax.saved import load_policy
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
     from cmrl_jax.paths import results_path
 
     results = results_path(args.results, "--results")  # a local folder or gs://...
-    base = find_run(results, args.env, args.baseline, args.seed_index, args.learning_rate)
-    cmrl = find_run(results, args.env, args.cmrl_method, args.seed_index, args.learning_rate)
+    base = find_run(results, args.baseline, args.seed_index, args.learning_rate, env=args.env)
+    cmrl = find_run(results, args.cmrl_method, args.seed_index, args.learning_rate,
+                    env=args.env)
     if base.cfg.env_kwargs != cmrl.cfg.env_kwargs:
         raise ConfigError(f"{args.baseline} and {args.cmrl_method} ran on different "
                           f"environments ({base.cfg.env_kwargs} vs {cmrl.cfg.env_kwargs})")
@@ -108,11 +110,11 @@ def main(argv: list[str] | None = None) -> dict:
     from cmrl_jax.paths import local_path
 
     try:
-        png = local_path(args.out or f"docs/figures/figure6_{file_name(args.env)}.png")
+        png = local_path(args.out or f"docs/figures/figure6_{safe_name(args.env)}.png")
         check_writable(png, is_file=True)  # before the sampling, not after
         base, cmrl, heatmap = _validate(args)
         where = {"baseline": base, "cmrl": cmrl}
-        runs = {side: load_run(w) for side, w in where.items()}
+        runs = {side: load_policy(w) for side, w in where.items()}
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

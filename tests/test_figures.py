@@ -17,9 +17,9 @@ from cmrl_jax.figures.visitation import (
     visitation_counts,
 )
 from cmrl_jax.registry import register_env, registered_envs
+from cmrl_jax.results import find_run
 from cmrl_jax_envs.reacher_draw import fingertip_path
 from experiments import episode_figure, figure6
-from experiments.trained import find_run
 
 # ------------------------------------------------------------------ maths
 
@@ -188,10 +188,10 @@ def test_find_run_settles_several_learning_rates(tmp_path):
     write_config(tmp_path / "sequential",
                  dataclasses.replace(TINY, architecture="sequential", runs=runs).to_json())
     with pytest.raises(ConfigError, match="learning rates 0.001, 0.005"):
-        find_run(tmp_path, "color_choice", "ERL2", 1)
-    assert find_run(tmp_path, "color_choice", "ERL2", 1, learning_rate=5e-3).index == 3
+        find_run(tmp_path, "ERL2", 1, env="color_choice")
+    assert find_run(tmp_path, "ERL2", 1, learning_rate=5e-3, env="color_choice").index == 3
     (tmp_path / "sweep.json").write_text(json.dumps({"ERL2": {"chosen_learning_rate": 1e-3}}))
-    assert find_run(tmp_path, "color_choice", "ERL2", 1).index == 1
+    assert find_run(tmp_path, "ERL2", 1, env="color_choice").index == 1
 
 
 def test_plot_cartesian_axes(tmp_path):

@@ -10,7 +10,6 @@ GCS cannot be reached from CI, so the object-store code runs for real in two way
   write byte for byte what the local branch writes, resume included.
 """
 
-import json
 import pathlib
 import shutil
 
@@ -26,6 +25,7 @@ from cmrl_jax.eval_log import EVAL_FILE, append_rows, check_covers, cut_torn_tai
 from cmrl_jax.lock import LOCK_FILE, check_writable, writer_lock
 from cmrl_jax.loop import run_training
 from cmrl_jax.plots import plot_curves
+from cmrl_jax.results import EvalRow
 from cmrl_jax.runtime import RUNTIME_FILE, read_records, record
 from experiments import table1
 from tests.test_train import TINY
@@ -123,8 +123,9 @@ def test_gs_is_usable_when_its_filesystem_is_installed(gcs):
 
 # --- gs:// through etils.epath and fsspec ------------------------------------------------------
 
-def _rows(update: int, runs: int = 2) -> list[dict]:
-    return [{"update": update, "run": r, "success": 0.25 * r} for r in range(runs)]
+def _rows(update: int, runs: int = 2) -> list[EvalRow]:
+    return [EvalRow(update, r, "RL2", "RL2", 0, 1e-3, 0.0, 0.25 * r, 0.0, 0.0, 0.0)
+            for r in range(runs)]
 
 
 def test_results_folder_on_gs(gcs, capsys):
@@ -141,7 +142,7 @@ def test_results_folder_on_gs(gcs, capsys):
             claim_folder(folder, '{"other": 1}')
         for update in (0, 2, 4):
             append_rows(folder, _rows(update))
-        assert [(r["update"], r["run"]) for r in read_history(folder)] == [
+        assert [(r.update, r.run) for r in read_history(folder)] == [
             (u, r) for u in (0, 2, 4) for r in (0, 1)]
         check_covers(read_history(folder), 2, 2, 4, folder)
         record(folder, {"backend": "cpu"})
@@ -167,7 +168,7 @@ def test_results_folder_on_gs(gcs, capsys):
         cut_torn_tail(folder)
         assert log.read_text() == whole
         append_rows(folder, _rows(6))
-    assert log.read_text() == whole + "".join(json.dumps(r) + "\n" for r in _rows(6))
+    assert log.read_text() == whole + "".join(r.to_json() + "\n" for r in _rows(6))
 
     # A folder on the store that is a file, and a file that is a folder.
     (top / "file").write_text("x")
@@ -184,7 +185,7 @@ def test_second_writer_on_gs_is_stopped_before_it_overwrites(gcs):
     with writer_lock(folder):
         append_rows(folder, _rows(0))
         append_rows(folder, _rows(2))
-        other = (folder / EVAL_FILE).read_text() + json.dumps(_rows(4)[0]) + "\n"
+        other = (folder / EVAL_FILE).read_text() + _rows(4)[0].to_json() + "\n"
         (folder / EVAL_FILE).write_text(other)  # the other process's upload
         with pytest.raises(ConfigError, match="another process is writing"):
             append_rows(folder, _rows(4))
@@ -225,7 +226,7 @@ def test_object_store_branch_trains_and_resumes_like_the_local_one(local_run, tm
     resume checks: a log that no longer covers the checkpoints is refused."""
     folder = tmp_path / "run"
     run_training(TINY, folder, progress=False, stop_after=2)
-    assert max(r["update"] for r in read_history(folder)) == 2
+    assert max(r.update for r in read_history(folder)) == 2
     run_training(TINY, folder, progress=False)
     for name in (EVAL_FILE, CONFIG_FILE):
         assert (folder / name).read_bytes() == (local_run / name).read_bytes()

@@ -49,7 +49,7 @@ def test_folder_made_on_one_backend_resumes_on_another(tmp_path):
     config_before = (folder / "config.json").read_text()
     rows = run_training(CFG, folder, progress=False)
     assert (folder / "config.json").read_text() == config_before
-    assert [r["update"] for r in rows] == [0, 2, 4] == [r["update"] for r in read_history(folder)]
+    assert [r.update for r in rows] == [0, 2, 4] == [r.update for r in read_history(folder)]
     records = runtime.read_records(folder)
     assert [r["backend"] for r in records] == ["gpu", "cpu"]
 

@@ -1,4 +1,4 @@
-"""The PyTorch peer benchmark (benchmarks/torch_peer.py): its configuration, parameter count
+"""The PyTorch peer benchmark (benchmarks/torch_peer/): its configuration, parameter count
 and reference returns always; the torch parts only where torch is installed (CI has none)."""
 
 import jax

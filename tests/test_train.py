@@ -31,7 +31,7 @@ TINY = TrainConfig(
 
 def _rows(folder):
     """Evaluation rows without timing-free noise (all fields are deterministic)."""
-    return [(r["update"], r["run"], r["success"], r["visited_goals"], r["exploit_return"])
+    return [(r.update, r.run, r.success, r.visited_goals, r.exploit_return)
             for r in read_history(folder)]
 
 
@@ -46,10 +46,10 @@ def uninterrupted(tmp_path_factory):
 def test_resume_equals_uninterrupted(uninterrupted, tmp_path):
     """Stop after the first chunk, resume in a new call: same evaluations and parameters."""
     run_training(TINY, tmp_path, progress=False, stop_after=2)
-    assert max(r["update"] for r in read_history(tmp_path)) == 2
+    assert max(r.update for r in read_history(tmp_path)) == 2
     run_training(TINY, tmp_path, progress=False)
     assert _rows(tmp_path) == _rows(uninterrupted)
-    assert [r["update"] for r in read_history(tmp_path)].count(4) == 2  # one row per run
+    assert [r.update for r in read_history(tmp_path)].count(4) == 2  # one row per run
 
     from cmrl_jax.train import make_trainer
 
