@@ -28,6 +28,23 @@ EXIT_DISK_FULL = 4
 EXIT_INTERRUPTED = 130
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) says the disk or quota is full:
+    ``OSError`` ENOSPC / EDQUOT, or a library's wrapped message (orbax's
+    ``RESOURCE_EXHAUSTED``, tensorstore's "No space left on device")."""
+    import errno
+
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
 def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
     """Print ``error: message`` (one line) and exit with ``status``."""
     print(f"error: {message}", file=sys.stderr, flush=True)

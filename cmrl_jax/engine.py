@@ -30,7 +30,7 @@ Terminal results are *absorbed* exactly once. A sub-episode's terminal result
   hand-off step, whose memory then starts the exploit policy.
 So the memory handed to the exploit policy has seen every explore rollout's
 final reward, and during the explore phase every rollout's result reaches the
-others as soon as it is known (SPEC, "Environments").
+others as soon as it is known.
 """
 
 from typing import Any, NamedTuple

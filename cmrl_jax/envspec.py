@@ -86,7 +86,7 @@ class EnvSpec:
         return max(1, min(int(steps), 10))
 
 
-def _dummy_action(space):
+def dummy_action(space):
     """An action of the right shape and dtype for tracing ``step_env``."""
     if isinstance(space, spaces.Discrete):
         return jnp.zeros((), jnp.int32)
@@ -99,7 +99,7 @@ def reports_goals(env: environment.Environment, env_params) -> bool:
 
     def one_step():
         _, state = env.reset_env(key, env_params)
-        return env.step_env(key, state, _dummy_action(env.action_space(env_params)), env_params)
+        return env.step_env(key, state, dummy_action(env.action_space(env_params)), env_params)
 
     info = jax.eval_shape(one_step)[4]
     return isinstance(info, dict) and "goal" in info

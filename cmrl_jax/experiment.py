@@ -12,11 +12,21 @@ import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-from cmrl_jax.cli import EXIT_INTERRUPTED, EXIT_NONFINITE, EXIT_USAGE, parse_cli
+from cmrl_jax.cli import (
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_USAGE,
+    disk_full,
+    parse_cli,
+)
 from cmrl_jax.config import ConfigError
 from cmrl_jax.metrics import clean_json, curves, render_table, summarize
 from cmrl_jax.results import EvalRow, figure_file, write_table
 from cmrl_jax.tables import Plan, TableArgs, TableSpec, claim, make_plan, select_best
+
+DISK_FULL_MESSAGE = ("error: the disk of {folder} is full; what was saved is whole: free space "
+                     "and run the same command again to resume")
 
 
 def _exit_now(status: int, message: str) -> None:
@@ -33,7 +43,7 @@ def _exit_now(status: int, message: str) -> None:
         os._exit(status)
 
 
-def _wait_for(futures: list, poll_s: float = 0.25) -> list[EvalRow]:
+def _wait_for(futures: list, poll_s: float = 0.25, folder="the results folder") -> list[EvalRow]:
     """Every program's rows; exits at the first program that fails (statuses above).
 
     Waits in short slices: a SIGINT that lands on another thread (a worker or XLA
@@ -56,6 +66,8 @@ def _wait_for(futures: list, poll_s: float = 0.25) -> list[EvalRow]:
             _exit_now(EXIT_USAGE, f"error: {error}")
         if isinstance(error, NonFiniteError):
             _exit_now(EXIT_NONFINITE, f"error: {error}; no table written")
+        if error is not None and disk_full(error):
+            _exit_now(EXIT_DISK_FULL, DISK_FULL_MESSAGE.format(folder=folder))
     return [row for f in futures for row in f.result()]
 
 
@@ -90,6 +102,10 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
     with folder_lock:
         try:
             return _train_and_report(spec, args, plan, meshes)
+        except Exception as e:
+            if not disk_full(e):
+                raise
+            _exit_now(EXIT_DISK_FULL, DISK_FULL_MESSAGE.format(folder=plan.folder))
         except KeyboardInterrupt:  # while training, or writing the table (rerun rewrites it)
             _exit_now(EXIT_INTERRUPTED, "\ninterrupted: run the same command again to resume")
             raise  # not reached: _exit_now ends the process
@@ -123,7 +139,7 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
                     progress=args.progress and main, bar_position=i, mesh=mesh)
         for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
     ]
-    rows = _wait_for(futures)
+    rows = _wait_for(futures, folder=plan.folder)
     pool.shutdown()
     sweep_report = None
     if args.sweep:

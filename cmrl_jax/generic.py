@@ -64,6 +64,15 @@ def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any
                              lambda key: f"env {name} has no option {key!r}; its options: {listed}")
 
 
+def _entropy_line(spec, env, params, base: TrainConfig) -> str:
+    """Which entropy-bonus starts this table used, and where they came from."""
+    set_by_env = {k for k, _ in spec.config} & {"entropy_explore_start", "entropy_exploit_start"}
+    source = ("the env's spec" if set_by_env else "the continuous-action default"
+              if entropy_defaults(env.action_space(params)) else "the discrete-action default")
+    return (f"Entropy bonus starts: explore {base.entropy_explore_start:g}, exploit "
+            f"{base.entropy_exploit_start:g} ({source}; --extra entropy_explore_start=...).")
+
+
 def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig):
     """() -> the lines under the table: success, chance / oracle, neutral policy."""
 
@@ -73,7 +82,7 @@ def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: Trai
         from cmrl_jax.train import make_runner
 
         env, params = make_env(env_name, **dict(env_kwargs))
-        out = [describe_success(spec, env, params)]
+        out = [describe_success(spec, env, params), _entropy_line(spec, env, params, base)]
         if spec.chance is not None:
             out.append(f"Chance ({spec.chance_text}): {percent(spec.chance(env, params, k, h))}.")
         if spec.oracle is not None:
@@ -84,6 +93,61 @@ def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: Trai
         return "\n".join(out)
 
     return lines
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: its type, and its message's first line."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _options_text(env_kwargs) -> str:
+    """``, maze_size=5`` style text of the env options given (empty: the defaults)."""
+    return f" [{', '.join(f'{k}={v}' for k, v in env_kwargs)}]" if env_kwargs else ""
+
+
+def entropy_defaults(space) -> dict[str, float]:
+    """The entropy-bonus starts an env gets unless its spec sets them: a continuous
+    (``Box``) action's Gaussian has no entropy ceiling, so a small bonus for both phases
+    (0.05, as gymnax's PointRobot and our continuous Reacher); discrete actions keep
+    ``TrainConfig``'s (1.0 and 1.0)."""
+    from gymnax.environments import spaces
+
+    if isinstance(space, spaces.Box):
+        return {"entropy_explore_start": 0.05, "entropy_exploit_start": 0.05}
+    return {}
+
+
+def check_env_methods(name: str, env) -> None:
+    """ConfigError for a gymnax subclass that defines the older ``is_terminal`` and not
+    ``is_terminated`` (gymnax 1.0 calls only the latter; it would fail deep in a trace)."""
+    from gymnax.environments import environment
+
+    cls = type(env)
+    base = environment.Environment
+    if cls.is_terminal is not base.is_terminal and cls.is_terminated is base.is_terminated:
+        raise ConfigError(f"env {name}: {cls.__name__} defines is_terminal; gymnax 1.0 calls "
+                          "is_terminated(state, params): rename it (docs/extending.md)")
+
+
+def probe_env(name: str, env, params) -> None:
+    """Trace one reset and one step (no computation): ConfigError, one line, for an env
+    its options broke (e.g. zero chests), whatever it raises, before anything is written."""
+    import jax
+
+    from cmrl_jax.envspec import dummy_action
+
+    key = jax.random.PRNGKey(0)
+
+    def one_step():
+        obs, state = env.reset_env(key, params)
+        return env.step_env(key, state, dummy_action(env.action_space(params)), params)
+
+    try:
+        jax.eval_shape(one_step)
+    except Exception as e:  # noqa: BLE001 - the env's own failure, reported in one line
+        raise ConfigError(f"env {name} fails on its first reset and step with these "
+                          f"options: {_one_line(e)}") from None
 
 
 def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
@@ -98,12 +162,18 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
         env, params = make_env(name, **dict(env_kwargs))
     except ConfigError:
         raise
-    except Exception as e:  # the env's own refusal of an option value
-        raise ConfigError(f"env {name} refused its options: {e}") from None
+    except Exception as e:  # the env's own refusal of an option value, whatever it raises
+        raise ConfigError(f"env {name} refused its options: {_one_line(e)}") from None
+    check_env_methods(name, env)
     try:
-        make_policy(env.action_space(params))
+        space = env.action_space(params)
+    except Exception as e:  # noqa: BLE001 - e.g. gymnax's Discrete asserting on its size
+        raise ConfigError(f"env {name} refused its options: {_one_line(e)}") from None
+    try:
+        make_policy(space)
     except ValueError as e:
         raise ConfigError(f"env {name}: {e}; no method handles it") from None
+    probe_env(name, env, params)
     arch = args.architecture or spec.architecture
     if arch not in ARCHITECTURES or arch == "sequential":
         raise ConfigError(f"--architecture must be central_lstm or meta_lstm, got {arch!r}")
@@ -111,7 +181,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     h = spec.default_horizon(params) if args.horizon is None else args.horizon
     if args.hidden is not None and args.hidden < 1:
         raise ConfigError(f"--hidden must be >= 1, got {args.hidden}")
-    config = dict(spec.config)
+    config = {**entropy_defaults(space), **dict(spec.config)}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(config) - fields
     if unknown:
@@ -124,7 +194,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     methods = tuple(METHODS)
     table = TableSpec(
         name=f"train-{name.replace(':', '-').replace('.', '-')}",
-        title=f"{name} (K = {k}, H = {h})",
+        title=f"{name}{_options_text(env_kwargs)} (K = {k}, H = {h})",
         cmrl_architecture=arch,
         base=base,
         rows=tuple(Row(m, m) for m in methods),
@@ -156,6 +226,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     return run_table(spec, args=args)
+
+
+def console() -> None:
+    """The ``cmrl-train`` console script: ``main``, with exit status 0 once the table is
+    written (a console script exits with what its function returns)."""
+    main()
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
     }
 
 
+def _mean_std(mean: float, std: float, seeds: int) -> str:
+    """``12.3 ± 4.5%`` over seeds; one seed has no spread to show: ``12.3% (1 seed)``."""
+    return f"{mean:.1f}% (1 seed)" if seeds == 1 else f"{mean:.1f} ± {std:.1f}%"
+
+
 def _fmt_int(x) -> str:
     """An update count or "-"."""
     return "-" if x is None else str(x)
@@ -97,7 +102,7 @@ def render_table(
                     method,
                     "ours (not in the paper)" if method in not_in_paper else "ours",
                     f"{s['auc']:.2f}",
-                    f"{s['final_success_mean']:.1f} ± {s['final_success_std']:.1f}%",
+                    _mean_std(s["final_success_mean"], s["final_success_std"], s["seeds"]),
                     *[_fmt_int(s["updates_until"][t]) for t in th],
                     *([f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}"]
                       if visited else []),

@@ -248,9 +248,12 @@ Policy = Categorical | TanhGaussian
 def make_policy(space) -> Policy:
     """The distribution for a gymnax action space (``Discrete`` or a 1-D ``Box``).
 
-    Raises ValueError for any other space (or a Box with an infinite bound).
+    Raises ValueError for any other space, a Discrete without actions, or a Box with an
+    infinite bound.
     """
     if isinstance(space, spaces.Discrete):
+        if int(space.n) < 1:
+            raise ValueError(f"a Discrete action space needs at least one action, got {space.n}")
         return Categorical(int(space.n))
     if isinstance(space, spaces.Box):
         shape = tuple(space.shape)
@@ -258,7 +261,8 @@ def make_policy(space) -> Policy:
         high = np.broadcast_to(np.asarray(space.high, np.float64), shape).reshape(-1)
         if len(shape) != 1 or not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError(
-                f"continuous actions need a 1-D Box with finite bounds, got shape {shape}"
+                f"continuous actions need a 1-D Box with finite bounds, got shape {shape}, "
+                f"low {low.tolist()}, high {high.tolist()}"
             )
         return TanhGaussian(tuple(map(float, low)), tuple(map(float, high)))
     raise ValueError(f"unsupported action space {type(space).__name__}")
