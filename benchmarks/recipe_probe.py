@@ -1,6 +1,6 @@
 """Recipe probe: train a few runs of ONE program and print training diagnostics per chunk.
 
-Used to diagnose and tune a recipe before a full table run (docs/results.md,
+Used to diagnose and tune a recipe before a full table run (docs/history.md,
 "Table 2 recipe"). The single argument is a JSON object of ``TrainConfig``
 fields plus ``runs``: a list of [method, seed, learning_rate, lambda_div].
 

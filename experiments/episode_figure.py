@@ -21,9 +21,7 @@ from cmrl_jax.cli import EXIT_USAGE, parse_cli
 from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.replay import replay_meta_episode
 from cmrl_jax.figures.strip_draw import plot_strip
-from cmrl_jax.registry import renderer_of
 from cmrl_jax.results import find_run, safe_name
-from cmrl_jax.saved import load_policy
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
                          args.learning_rate, env=args.env)
         out = local_path(args.out or f"docs/figures/{safe_name(where.cfg.env)}_episode.png")
         check_writable(out, is_file=True)  # before the sampling, not after
+        from cmrl_jax.registry import renderer_of  # gymnax starts JAX's backend
         strip = renderer_of(where.cfg.env, "strip", "the meta-episode strip")
+        from cmrl_jax.saved import load_policy
         policy = load_policy(where)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

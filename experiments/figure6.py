@@ -40,9 +40,7 @@ from cmrl_jax.figures.visitation import (
     sample_goals,
     visitation_counts,
 )
-from cmrl_jax.registry import renderer_of
 from cmrl_jax.results import RunLocation, find_run, safe_name
-from cmrl_jax.saved import load_policy
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,7 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
     if base.cfg.env_kwargs != cmrl.cfg.env_kwargs:
         raise ConfigError(f"{args.baseline} and {args.cmrl_method} ran on different "
                           f"environments ({base.cfg.env_kwargs} vs {cmrl.cfg.env_kwargs})")
+    from cmrl_jax.registry import renderer_of  # gymnax starts JAX's backend
     heatmap = renderer_of(args.env, "heatmap", "Figure 6")
     if not reports_goals(*make_env(args.env, **dict(cmrl.cfg.env_kwargs))):
         raise ConfigError(f"env {args.env} reports no goals (info[\"goal\"]): "
@@ -114,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         check_writable(png, is_file=True)  # before the sampling, not after
         base, cmrl, heatmap = _validate(args)
         where = {"baseline": base, "cmrl": cmrl}
+        from cmrl_jax.saved import load_policy
         runs = {side: load_policy(w) for side, w in where.items()}
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -8,7 +8,6 @@
 from cmrl_jax.config import TrainConfig
 from cmrl_jax.experiment import run_table
 from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
-from cmrl_jax_envs.monty_hall import oracle_success
 
 THRESHOLDS = (0.25, 0.5, 0.75, 0.95, 1.0)
 PAPER = {
@@ -23,6 +22,8 @@ PAPER = {
 
 def oracle_line() -> str:
     """The oracle bound under the table."""
+    from cmrl_jax_envs.monty_hall import oracle_success  # gymnax: after --distributed joins
+
     return (
         f"Oracle: {100 * oracle_success(10, 10):.1f} % (10 explore rollouts or sub-episodes can "
         "open 9 distinct doors; the tenth is known by elimination)."

@@ -60,7 +60,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=40_000,
         divergence="skl",
-        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/results.md, "Table 2 recipe")
+        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/history.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.

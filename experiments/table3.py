@@ -64,7 +64,7 @@ SPEC = TableSpec(
         horizon=15,
         num_updates=20_000,
         divergence="js",
-        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/results.md, "Table 2 recipe")
+        **dict(NAVIGATION_RECIPE),  # found on Color-Choice (docs/history.md, "Table 2 recipe")
     ),
     rows=tuple(Row(m, m) for m in PAPER_METHODS),
     # Not yet chosen by --sweep (docs/results.md): the middle of the Appendix A grid.

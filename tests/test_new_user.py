@@ -126,3 +126,18 @@ def test_env_constructor_rejections_are_one_line_before_writing(option, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: env {CHEST}") and "\n" not in err
     assert not out.exists()
+
+
+def test_command_modules_do_not_start_jax_before_distributed_joins():
+    """``--distributed`` must call jax.distributed.initialize before JAX's backend starts:
+    importing a command (and the env entry points it names) may not start it."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, jax._src.xla_bridge as xb\n"
+            "for m in ('experiments.table1', 'experiments.table2', 'experiments.table3',\n"
+            "          'experiments.table4', 'cmrl_jax.generic', 'experiments.figure6',\n"
+            "          'experiments.episode_figure'):\n"
+            "    importlib.import_module(m)\n"
+            "    assert not xb._backends, m\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
