@@ -127,15 +127,17 @@ class Checkpointer:
         """
         self.folder = paths.results_path(folder)
         self.read_only = read_only
-        self.options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only, read_only=read_only
-        )
+        # orbax warns that read-only means read only, once here and once per manager
+        with _absl_level(logging.ERROR if read_only else None):
+            self.options = ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, create=not read_only, read_only=read_only
+            )
         self.manager = self._open()
 
     def _open(self) -> ocp.CheckpointManager:
         """A manager of ``checkpoints/`` (a fresh one forgets what a damaged step taught it)."""
         # orbax's warnings that read-only means read only
-        with _absl_level(logging.ERROR if self.read_only else None):
+        with _absl_level(logging.CRITICAL if self.read_only else None):
             where = self.folder / CHECKPOINTS_DIR
             return ocp.CheckpointManager(
                 where.absolute() if paths.is_local(where) else where, options=self.options

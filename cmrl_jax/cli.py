@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from cmrl_jax.config import ConfigError
+from cmrl_jax.errors import ConfigError
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3

@@ -188,7 +188,7 @@ class TrainConfig:
                     f"method {run.method} is {kind}, this program's architecture is "
                     f"{self.architecture}"
                 )
-            if run.lambda_div > 0 and self.architecture != "sequential" and self.k_explore < 2:
+            if run.lambda_div > 0 and self.concurrent and self.k_explore < 2:
                 raise ConfigError("the divergence loss needs K_explore >= 2 rollouts")
         for scheme in {get_method(r.method).scheme for r in self.runs}:
             if scheme not in SCHEMES:
@@ -197,7 +197,7 @@ class TrainConfig:
     @property
     def concurrent(self) -> bool:
         """CMRL (K rollouts in parallel) rather than sequential sub-episodes."""
-        return self.architecture != "sequential"
+        return ARCHITECTURES[self.architecture].concurrent
 
     def to_json(self) -> str:
         """Canonical JSON (used to recognise a results folder's config)."""

@@ -69,6 +69,13 @@ class MetaEpisode(NamedTuple):
     success: jax.Array | None = None  # bool: the env's success of this meta-episode (engine)
 
 
+class SubEpisode(NamedTuple):
+    """H decisions of R rollouts: the state after them and the decisions themselves."""
+
+    final: "RolloutState"
+    steps: Transition  # leaves [H, R, ...]
+
+
 @struct.dataclass
 class RolloutState:
     """Scan carry of R rollouts stepping together."""
@@ -297,8 +304,8 @@ class MetaEpisodeRunner:
 
     def _sub_episode(
         self, net_step, params, s: RolloutState, key: jax.Array, greedy: bool, absorb: bool = False
-    ):
-        """H decisions of R rollouts -> final state, Transition with leaves [H, R, ...]."""
+    ) -> "SubEpisode":
+        """H decisions of R rollouts -> ``SubEpisode(final state, Transition [H, R, ...])``."""
 
         def body(carry, kt):
             k, t = kt
@@ -307,16 +314,16 @@ class MetaEpisodeRunner:
         keys = jax.random.split(key, self.horizon)
         steps = (keys, jnp.arange(self.horizon))
         if not self.constant_start:
-            return jax.lax.scan(body, s, steps, unroll=self.horizon <= 4)
+            return SubEpisode(*jax.lax.scan(body, s, steps, unroll=self.horizon <= 4))
         # The first decision outside the loop (see ``_constant_first_observation``):
         # the same keys and arithmetic, computed once where its inputs are unbatched.
         s, first = body(s, jax.tree.map(lambda a: a[0], steps))
         first = jax.tree.map(lambda a: a[None], first)
         if self.horizon == 1:
-            return s, first
+            return SubEpisode(s, first)
         rest = jax.tree.map(lambda a: a[1:], steps)
         s, later = jax.lax.scan(body, s, rest, unroll=self.horizon <= 4)
-        return s, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, later)
+        return SubEpisode(s, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, later))
 
     # ------------------------------------------------------------ meta-episode
     def task(self, key: jax.Array):
@@ -334,7 +341,8 @@ class MetaEpisodeRunner:
         memory = agent.explore_carry(params)
         if self.concurrent:
             s = self._start(state0, obs0, self.k_explore, memory)
-            return self._sub_episode(agent.explore_step, params, s, key, greedy, absorb=True)[::-1]
+            out = self._sub_episode(agent.explore_step, params, s, key, greedy, absorb=True)
+            return out.steps, out.final
 
         def sub_episode(carry: RolloutState, k):
             fresh = self._start(state0, obs0, 1, carry.memory)
@@ -344,7 +352,8 @@ class MetaEpisodeRunner:
                 prev_reward=carry.prev_reward,
                 prev_done=carry.prev_done,
             )
-            return self._sub_episode(agent.explore_step, params, fresh, k, greedy)
+            out = self._sub_episode(agent.explore_step, params, fresh, k, greedy)
+            return out.final, out.steps
 
         s = self._start(state0, obs0, 1, memory)
         keys = jax.random.split(key, self.k_explore)
@@ -377,7 +386,7 @@ class MetaEpisodeRunner:
         """``exploit`` with step parameters."""
         obs0, state0 = task
         s = self._start(state0, obs0, 1, memory)
-        return self._sub_episode(self.agent.exploit_step, params, s, key, greedy)[1]
+        return self._sub_episode(self.agent.exploit_step, params, s, key, greedy).steps
 
     def run(self, params, key: jax.Array, greedy: bool = False) -> MetaEpisode:
         """One meta-episode from ``key``: one reset key gives the task and initial state

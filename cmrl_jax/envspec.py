@@ -101,7 +101,7 @@ def reports_goals(env: environment.Environment, env_params) -> bool:
         _, state = env.reset_env(key, env_params)
         return env.step_env(key, state, dummy_action(env.action_space(env_params)), env_params)
 
-    info = jax.eval_shape(one_step)[4]
+    _obs, _state, _reward, _done, info = jax.eval_shape(one_step)
     return isinstance(info, dict) and "goal" in info
 
 

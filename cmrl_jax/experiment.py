@@ -94,12 +94,19 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
         claim(plan)
         folder_lock.enter_context(writer_lock(plan.folder, primary=runtime.is_main_process()))
         claim(plan)  # again: no other writer can change the folder now
+        from cmrl_jax.loop import check_resumable
+
+        for name, cfg in plan.programs:  # refused now, a refusal prints and changes nothing
+            check_resumable(cfg, plan.folder / name)
         runtime.barrier("claimed")  # every process read the folder before process 0 writes
     except ConfigError as e:
         folder_lock.close()
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     with folder_lock:
+        from cmrl_jax.startup import training_interrupts
+
+        training_interrupts()
         try:
             return _train_and_report(spec, args, plan, meshes)
         except Exception as e:

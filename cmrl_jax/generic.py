@@ -175,7 +175,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
         raise ConfigError(f"env {name}: {e}; no method handles it") from None
     probe_env(name, env, params)
     arch = args.architecture or spec.architecture
-    if arch not in ARCHITECTURES or arch == "sequential":
+    if arch not in ARCHITECTURES or not ARCHITECTURES[arch].concurrent:
         raise ConfigError(f"--architecture must be central_lstm or meta_lstm, got {arch!r}")
     k = spec.k_explore if args.k_explore is None else args.k_explore
     h = spec.default_horizon(params) if args.horizon is None else args.horizon
@@ -226,12 +226,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     return run_table(spec, args=args)
-
-
-def console() -> None:
-    """The ``cmrl-train`` console script: ``main``, with exit status 0 once the table is
-    written (a console script exits with what its function returns)."""
-    main()
 
 
 if __name__ == "__main__":

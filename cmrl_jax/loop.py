@@ -26,8 +26,8 @@ from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log
     read_history,
 )
 from cmrl_jax.lock import check_writable, writer_lock
-from cmrl_jax.results import EvalRow
-from cmrl_jax.train import make_trainer
+from cmrl_jax.results import CHECKPOINTS_DIR, EvalRow
+from cmrl_jax.train import make_init, make_runner, make_trainer
 
 
 class NonFiniteError(RuntimeError):
@@ -108,6 +108,24 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list
             exploit_return=float(stats.exploit_return[i]), train=train,
         ))
     return rows
+
+
+def check_resumable(cfg: TrainConfig, folder: "Path | paths.ResultsPath") -> None:
+    """The refusals of a resume, made before anything is written or printed: ConfigError
+    (one line) if ``folder``'s checkpoints all fail to read, or its evaluation log is
+    unreadable or does not cover the newest intact checkpoint. Reads only (a traced,
+    not compiled, state shape and one restore)."""
+    folder = paths.results_path(folder)
+    history = read_history(folder)  # a corrupt line: ConfigError
+    if not (folder / CHECKPOINTS_DIR).is_dir():
+        return
+    like, _ = jax.eval_shape(make_init(cfg, make_runner(cfg)))
+    ckpt = Checkpointer(folder, read_only=True)
+    try:
+        step = ckpt.newest_intact(like).step
+    finally:
+        ckpt.close()
+    check_covers(history, len(cfg.runs), cfg.chunk_updates, step, folder)
 
 
 def run_training(

@@ -68,7 +68,7 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
     }
 
 
-def _mean_std(mean: float, std: float, seeds: int) -> str:
+def _mean_std(mean: float, std: float, seeds: int | None) -> str:
     """``12.3 ± 4.5%`` over seeds; one seed has no spread to show: ``12.3% (1 seed)``."""
     return f"{mean:.1f}% (1 seed)" if seeds == 1 else f"{mean:.1f} ± {std:.1f}%"
 
@@ -102,7 +102,7 @@ def render_table(
                     method,
                     "ours (not in the paper)" if method in not_in_paper else "ours",
                     f"{s['auc']:.2f}",
-                    _mean_std(s["final_success_mean"], s["final_success_std"], s["seeds"]),
+                    _mean_std(s["final_success_mean"], s["final_success_std"], s.get("seeds")),
                     *[_fmt_int(s["updates_until"][t]) for t in th],
                     *([f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}"]
                       if visited else []),

@@ -20,8 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ARCHITECTURES: tuple[str, ...] = ("sequential", "central_lstm", "meta_lstm")
-
 Carry = tuple[jax.Array, jax.Array]  # (c, h) of an LSTM
 
 
@@ -280,12 +278,29 @@ class Agent:
         return self.module.apply(params, carry, x, live, method="exploit_step")
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """A memory topology: its module, and whether its explore rollouts run concurrently
+    (CMRL: K rollouts at once) or one sub-episode after another (RL2 / ERL2)."""
+
+    module: type  # (hidden, num_actions, k_explore) -> nn.Module; sequential ignores k
+    concurrent: bool
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "sequential": Architecture(SequentialAgent, concurrent=False),
+    "central_lstm": Architecture(CentralLSTMAgent, concurrent=True),
+    "meta_lstm": Architecture(MetaLSTMAgent, concurrent=True),
+}
+"""Every topology by name; a new one says explicitly whether it is concurrent."""
+
+
 def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int) -> Agent:
     """Build the agent for ``architecture`` (see ``ARCHITECTURES``)."""
-    if architecture == "sequential":
-        return Agent(SequentialAgent(hidden, num_actions), 1)
-    if architecture == "central_lstm":
-        return Agent(CentralLSTMAgent(hidden, num_actions, k_explore), k_explore)
-    if architecture == "meta_lstm":
-        return Agent(MetaLSTMAgent(hidden, num_actions, k_explore), k_explore)
-    raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    arch = ARCHITECTURES[architecture]
+    if not arch.concurrent:
+        return Agent(arch.module(hidden, num_actions), 1)
+    return Agent(arch.module(hidden, num_actions, k_explore), k_explore)
