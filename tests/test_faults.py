@@ -10,7 +10,6 @@ location is a path under /proc, and the "read-only parent" a regular file.
 
 import dataclasses
 import hashlib
-import json
 import os
 import random
 import shutil
@@ -31,6 +30,7 @@ from cmrl_jax.config import ConfigError, RunSpec
 from cmrl_jax.eval_log import EVAL_FILE, cut_torn_tail, read_history
 from cmrl_jax.lock import writer_lock
 from cmrl_jax.loop import NonFiniteError, run_training
+from cmrl_jax.results import EvalRow
 from experiments import figure6, table1
 from tests.test_train import TINY
 
@@ -202,8 +202,9 @@ def test_nonfinite_run_stops_and_keeps_the_last_finite_update(tmp_path):
     ), message
     assert "keeps update 1" in message
     rows = read_history(tmp_path)
-    assert [(r["update"], r["run"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert all(np.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+    assert [(r.update, r.run) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert all(np.isfinite(v) for r in rows for v in r.to_dict().values()
+               if isinstance(v, float))
     ckpt = Checkpointer(tmp_path, read_only=True)
     try:
         assert ckpt.manager.all_steps() == [1]
@@ -246,7 +247,7 @@ def test_nonfinite_evaluation_stops_like_a_training_fault(tmp_path, monkeypatch)
         f"{tmp_path}: run 1 (StDev-Until-Exploit, seed 1, learning rate 0.001): the evaluation "
         "at update 2 is not finite (success nan); stopped: the folder keeps update 1, unchanged")
     rows = read_history(tmp_path)
-    assert [(r["update"], r["run"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [(r.update, r.run) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     ckpt = Checkpointer(tmp_path, read_only=True)
     try:
         assert ckpt.manager.all_steps() == [1]
@@ -334,7 +335,7 @@ def test_eval_log_not_covering_the_checkpoints_is_refused(finished, tmp_path, lo
     else:
         log.write_text("".join(lines[:1] + ["{not json\n"] + lines[2:]))
     before = _checksums(folder)
-    match = "not a JSON row" if loss == "corrupt line" else "lacks the evaluation of update"
+    match = "not an evaluation row" if loss == "corrupt line" else "lacks the evaluation of update"
     with pytest.raises(ConfigError, match=match):
         run_training(TINY, folder, progress=False)
     assert _checksums(folder) == before
@@ -345,20 +346,27 @@ def test_torn_eval_log_line_is_cut_and_rewritten(finished, tmp_path):
     and logs that update again; the log equals the uninterrupted one."""
     folder = tmp_path / "run"
     run_training(TINY, folder, progress=False, stop_after=2)
-    torn = json.dumps(read_history(finished)[-1])[:37]  # half of an update-4 row
+    torn = read_history(finished)[-1].to_json()[:37]  # half of an update-4 row
     with (folder / EVAL_FILE).open("a") as f:
         f.write(torn)
     run_training(TINY, folder, progress=False)
     assert (folder / EVAL_FILE).read_text() == (finished / EVAL_FILE).read_text()
 
 
-@pytest.mark.parametrize("tail", ["", '{"upd', '{"update": 2, "run": 0}'])
+def _row(update: int) -> EvalRow:
+    return EvalRow(update=update, run=0, method="RL2", label="", seed=0, learning_rate=1e-3,
+                   lambda_div=0.0, success=0.5, visited_goals=1.0, explore_return=0.0,
+                   exploit_return=0.5)
+
+
+@pytest.mark.parametrize("tail", ["", '{"upd', _row(2).to_json()],
+                         ids=["nothing", "half a row", "a whole row"])
 def test_text_after_the_last_newline_is_a_torn_append(tmp_path, tail):
     """Readers leave out whatever follows the last newline, even a row that parses (its
     newline never made it), and the writer cuts exactly that."""
-    rows = "".join(json.dumps({"update": u, "run": 0}) + "\n" for u in (0, 1))
+    rows = "".join(_row(u).to_json() + "\n" for u in (0, 1))
     (tmp_path / EVAL_FILE).write_text(rows + tail)
-    assert [r["update"] for r in read_history(tmp_path)] == [0, 1]
+    assert [r.update for r in read_history(tmp_path)] == [0, 1]
     cut_torn_tail(tmp_path)
     assert (tmp_path / EVAL_FILE).read_text() == rows
 

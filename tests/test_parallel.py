@@ -237,8 +237,9 @@ def test_folder_trained_on_four_devices_resumes_on_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = run_training(RESHARD_CFG, tmp_path / "a", progress=False)
     straight = run_training(RESHARD_CFG, tmp_path / "b", progress=False)
-    assert [r["update"] for r in resumed] == [0, 0, 2, 2, 4, 4]
+    assert [r.update for r in resumed] == [0, 0, 2, 2, 4, 4]
     for a, b in zip(resumed, straight, strict=True):
+        a, b = a.to_dict(), b.to_dict()
         assert a.keys() == b.keys()
         for key, value in a.items():
             if isinstance(value, float):
