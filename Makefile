@@ -21,7 +21,7 @@ else
 $(error DEVICE must be cpu, cuda or tpu, got '$(DEVICE)')
 endif
 
-.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test lint bench bench-peer device-check clean-venv
+.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test test-slow lint bench bench-peer device-check clean-venv
 
 install: $(STAMP)
 
@@ -44,8 +44,14 @@ reproduce-table3: $(STAMP)
 reproduce-table4: $(STAMP)
 	$(BIN)/python -m experiments.table4 $(ARGS)
 
+# `make test`: everything but the few end-to-end runs of minutes (under 10 minutes on
+# 2 cores); `make test-slow`: those (kills and signals on a table, two processes killed
+# and resumed, the device script at smoke size). CI (.ci/run) runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -154,13 +154,14 @@ class Checkpointer:
         is damaged; the newer damaged steps are reported, not touched (see
         ``set_aside``). Raises ConfigError when steps exist and none restores.
         """
-        damaged = []
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        damaged = set(self._stray_steps())
+        for step in sorted(set(self.manager.all_steps()) - damaged, reverse=True):
             try:
                 with _absl_level(logging.CRITICAL):  # orbax logs each unreadable file
-                    return Restored(step, self.restore(step, like), tuple(damaged))
+                    state = self.restore(step, like)
+                return Restored(step, state, tuple(sorted(damaged, reverse=True)))
             except Exception:  # noqa: BLE001 - any failure to read a step means it is damaged
-                damaged.append(step)
+                damaged.add(step)
                 # An emptied step switches orbax's manager to a multi-item layout
                 # that then fails on every step: start the next try afresh.
                 self.manager.close()
@@ -168,10 +169,19 @@ class Checkpointer:
         if damaged:
             raise ConfigError(
                 f"no checkpoint in {self.folder / CHECKPOINTS_DIR} can be read (steps "
-                f"{', '.join(map(str, damaged))} are damaged); move them away to "
+                f"{', '.join(map(str, sorted(damaged, reverse=True)))} are damaged); move "
+                "them away to "
                 "train from update 0, or choose another --out (nothing was changed)"
             )
         return Restored(0, like, ())
+
+    def _stray_steps(self) -> list[int]:
+        """Step numbers whose entry in ``checkpoints/`` is not a folder: a plain file where a
+        step belongs is damage too (moved aside, never overwritten by the next save)."""
+        where = self.folder / CHECKPOINTS_DIR
+        if not where.is_dir():
+            return []
+        return [int(p.name) for p in where.iterdir() if p.name.isdigit() and not p.is_dir()]
 
     def set_aside(self, steps: tuple[int, ...]) -> None:
         """Move damaged ``steps`` to ``damaged-checkpoints/<step>`` (never deleted).

@@ -17,7 +17,7 @@ import ast
 import contextlib
 import io
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 from cmrl_jax.errors import ConfigError
@@ -26,6 +26,25 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_DISK_FULL = 4
 EXIT_INTERRUPTED = 130
+
+
+DISK_FULL_MESSAGE = ("error: the disk of {folder} is full; what was saved is whole: free space "
+                     "and run the same command again to resume")
+FIGURE_DISK_FULL = ("error: the disk of {folder} is full; the figure was not written (a file "
+                    "of the same name is as it was): free space and run the same command again")
+
+
+@contextlib.contextmanager
+def exit_if_disk_full(message: str) -> Iterator[None]:
+    """Inside, an error that says the disk is full (``disk_full``) prints ``message`` as
+    one line and exits with ``EXIT_DISK_FULL``; any other error passes through."""
+    try:
+        yield
+    except Exception as e:
+        if not disk_full(e):
+            raise
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_DISK_FULL) from None
 
 
 def disk_full(error: BaseException) -> bool:

@@ -15,7 +15,7 @@ RL2 remembers); the exploit sub-episode starts with them zeroed. Observation
 features the env declares constant (``constant_observation``, e.g.
 Color-Choice's view rows beyond the grid) are left out of the input the engine
 builds and stores; the networks add their share once per call
-(``constant_inputs``): the same numbers up to float reassociation.
+(``cmrl_jax.inputs``): the same numbers up to float reassociation.
 
 Terminal results are *absorbed* exactly once. A sub-episode's terminal result
 (its last action, reward and done = 1) is the input of the step after its end:
@@ -41,7 +41,12 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment
 
-from cmrl_jax.networks import Agent, InputCompaction, keep_where
+from cmrl_jax.inputs import (
+    constant_first_observation,
+    constant_inputs,
+    encode_input,
+)
+from cmrl_jax.networks import Agent, keep_where
 from cmrl_jax.policy import Policy, make_policy
 
 
@@ -88,70 +93,6 @@ class RolloutState:
     live: jax.Array  # bool [R]   sub-episode not yet ended
     pending: jax.Array  # bool [R]   ended, terminal result not yet absorbed by the memory
     memory: Any  # agent recurrent state
-
-
-def encode_input(
-    obs: jax.Array,
-    action_features: jax.Array,
-    prev_reward: jax.Array,
-    prev_done: jax.Array,
-    reward_scale: float,
-) -> jax.Array:
-    """[R, O], [R, F], [R], [R] -> float32 [R, O + F + 2] (F: the policy's action features)."""
-    return jnp.concatenate(
-        [
-            obs.astype(jnp.float32),
-            action_features,
-            (prev_reward * reward_scale)[:, None].astype(jnp.float32),
-            prev_done[:, None].astype(jnp.float32),
-        ],
-        axis=-1,
-    )
-
-
-def _constant_first_observation(env: environment.Environment, env_params: Any) -> bool:
-    """Whether ``reset_env``'s observation does not depend on its key (e.g. Monty-Hall).
-
-    Then the first explore decision (same observation, zeroed previous inputs,
-    learned initial memory) is the same for every meta-episode of a batch, and
-    the engine computes it outside the step loop, where ``vmap`` leaves it
-    unbatched: once per update instead of once per meta-episode.
-    """
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    try:
-        jax.eval_shape(jax.vmap(lambda k: env.reset_env(k, env_params)[0], out_axes=None), keys)
-    except ValueError:  # the observation is batched over keys
-        return False
-    return True
-
-
-def constant_inputs(env: environment.Environment, env_params: Any, input_dim: int,
-                    obs_dim: int) -> InputCompaction | None:
-    """The agent-input features the env declares constant, or None.
-
-    An env may define ``constant_observation(env_params) -> (mask, values)``
-    (numpy arrays of the observation's shape: which features never change, and
-    their values; e.g. ``cmrl_jax_envs.color_choice``'s view rows beyond the grid). The
-    agent input is then [varying observation features, previous-* inputs] and
-    the networks add the constant features' share of their input products once
-    per call (``networks.InputCompaction``): the same numbers up to float
-    reassociation, with narrower step inputs and stored buffers.
-    """
-    declared = getattr(env, "constant_observation", None)
-    if declared is None:
-        return None
-    mask, values = declared(env_params)
-    mask = np.reshape(np.asarray(mask, bool), (-1,))
-    values = np.reshape(np.asarray(values, np.float32), (-1,))
-    if mask.shape != (obs_dim,) or values.shape != (obs_dim,):
-        raise ValueError(f"constant_observation gives {mask.shape} / {values.shape}, "
-                         f"the observation has {obs_dim} features")
-    if not mask.any():
-        return None
-    const = np.flatnonzero(mask)
-    keep = np.concatenate([np.flatnonzero(~mask), np.arange(obs_dim, input_dim)])
-    return InputCompaction(input_dim, tuple(map(int, keep)), tuple(map(int, const)),
-                           tuple(map(float, values[const])))
 
 
 def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
@@ -217,7 +158,7 @@ class MetaEpisodeRunner:
             )
             self.x_dim = len(self.compaction.keep)
         self.num_rollouts = k_explore if concurrent else 1
-        self.constant_start = _constant_first_observation(env, env_params)
+        self.constant_start = constant_first_observation(env, env_params)
         if agent.num_rollouts != self.num_rollouts:
             raise ValueError(
                 f"agent steps {agent.num_rollouts} rollouts, engine needs {self.num_rollouts}"
@@ -226,7 +167,7 @@ class MetaEpisodeRunner:
     # ------------------------------------------------------------------ steps
     def step_params(self, params):
         """The parameters the step functions use: ``params`` with the constant input
-        features folded in (``networks.InputCompaction``), or ``params`` itself."""
+        features folded in (``inputs.InputCompaction``), or ``params`` itself."""
         if self.compaction is None:
             return params
         return self.agent.compact_params(params, self.compaction)
@@ -315,7 +256,7 @@ class MetaEpisodeRunner:
         steps = (keys, jnp.arange(self.horizon))
         if not self.constant_start:
             return SubEpisode(*jax.lax.scan(body, s, steps, unroll=self.horizon <= 4))
-        # The first decision outside the loop (see ``_constant_first_observation``):
+        # The first decision outside the loop (see ``inputs.constant_first_observation``):
         # the same keys and arithmetic, computed once where its inputs are unbatched.
         s, first = body(s, jax.tree.map(lambda a: a[0], steps))
         first = jax.tree.map(lambda a: a[None], first)

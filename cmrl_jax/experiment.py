@@ -13,6 +13,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from cmrl_jax.cli import (
+    DISK_FULL_MESSAGE,
     EXIT_DISK_FULL,
     EXIT_INTERRUPTED,
     EXIT_NONFINITE,
@@ -23,10 +24,15 @@ from cmrl_jax.cli import (
 from cmrl_jax.config import ConfigError
 from cmrl_jax.metrics import clean_json, curves, render_table, summarize
 from cmrl_jax.results import EvalRow, figure_file, write_table
-from cmrl_jax.tables import Plan, TableArgs, TableSpec, claim, make_plan, select_best
-
-DISK_FULL_MESSAGE = ("error: the disk of {folder} is full; what was saved is whole: free space "
-                     "and run the same command again to resume")
+from cmrl_jax.tables import (
+    Plan,
+    TableArgs,
+    TableSpec,
+    baseline,
+    claim,
+    make_plan,
+    select_best,
+)
 
 
 def _exit_now(status: int, message: str) -> None:
@@ -162,6 +168,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     paper = {} if changed else spec.paper
     table = render_table(ours, paper, spec.thresholds, spec.title, not_in_paper,
                          visited=spec.visited_goals)
+    reference = baseline(first)  # under every table: what success means, acting blindly
+    table += "\n" + reference.lines() + "\n"
     if changed:
         table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
                   "table's setting only.\n")
@@ -170,6 +178,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     result = {"methods": ours, "sweep": sweep_report}
     if not main:  # process 0 writes the table, the figure and the report
         return result
+    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
+        print(line, file=sys.stderr, flush=True)
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),

@@ -74,22 +74,19 @@ def _entropy_line(spec, env, params, base: TrainConfig) -> str:
 
 
 def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig):
-    """() -> the lines under the table: success, chance / oracle, neutral policy."""
+    """() -> the lines under the table after success and the neutral policy (which every
+    table prints): the entropy bonus used, chance and oracle where the env has them."""
 
     def lines() -> str:
-        from cmrl_jax.envspec import describe_success, neutral_rate, percent
+        from cmrl_jax.envspec import percent
         from cmrl_jax.registry import make_env
-        from cmrl_jax.train import make_runner
 
         env, params = make_env(env_name, **dict(env_kwargs))
-        out = [describe_success(spec, env, params), _entropy_line(spec, env, params, base)]
+        out = [_entropy_line(spec, env, params, base)]
         if spec.chance is not None:
             out.append(f"Chance ({spec.chance_text}): {percent(spec.chance(env, params, k, h))}.")
         if spec.oracle is not None:
             out.append(f"Oracle ({spec.oracle_text}): {percent(spec.oracle(env, params, k, h))}.")
-        runner = make_runner(dataclasses.replace(base, architecture="sequential", hidden=1))
-        out.append(f"Neutral policy (zero head outputs, {runner.policy.__class__.__name__}) in "
-                   f"the exploit sub-episode: {percent(neutral_rate(runner))}.")
         return "\n".join(out)
 
     return lines

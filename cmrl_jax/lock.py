@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,10 +29,11 @@ from cmrl_jax.results import LOCK_FILE
 def check_writable(path: Path, flag: str = "--out", is_file: bool = False) -> None:
     """Raise ConfigError unless ``path`` (a folder, or a file with ``is_file``) can be written.
 
-    Checks without writing anything: ``path`` must be of the right kind if it
+    Checks without leaving anything: ``path`` must be of the right kind if it
     exists, and its nearest existing ancestor must be a folder we may write
-    into. (Root passes permission checks; ``writer_lock`` reports what then
-    fails on creation, still in one line.) On an object store only the kind is
+    into and create a file in (a nameless temporary file, gone when closed:
+    root passes permission checks, and /proc grants them but creates
+    nothing). On an object store only the kind is
     checked (permissions show at the first write); an unreachable bucket is
     one line too.
     """
@@ -54,6 +56,12 @@ def check_writable(path: Path, flag: str = "--out", is_file: bool = False) -> No
                               "(nothing was changed)")
     if not os.access(target, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: {target} is not writable (nothing was changed)")
+    try:  # permissions can pass where nothing can be created (/proc, sysfs, root's checks)
+        with tempfile.TemporaryFile(dir=target):  # unnamed (O_TMPFILE) or removed at once
+            pass
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot create files in {target} "
+                          f"({e.strerror or e}); nothing was changed") from None
 
 
 def _check_object_store(path, flag: str, is_file: bool) -> None:

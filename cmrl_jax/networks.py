@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from cmrl_jax.inputs import InputCompaction, compact_cell
 
 Carry = tuple[jax.Array, jax.Array]  # (c, h) of an LSTM
 
@@ -31,47 +32,6 @@ def keep_where(live: jax.Array, new, old):
         return jnp.where(m, n, o)
 
     return jax.tree.map(pick, new, old)
-
-
-@dataclass(frozen=True)
-class InputCompaction:
-    """Agent-input features that never change (static; ``engine.constant_inputs``).
-
-    The engine then feeds the agent only the ``keep`` features of its full
-    input (in that order); ``compact_params`` turns parameters made for the
-    full input into parameters for that narrower one. For every LSTM input
-    product, W x + b = W[keep] x[keep] + (b + W[const] c): the rows of the
-    constant features leave the kernel and their share joins the bias, computed
-    once per call. Gradients are those of the full product (d/dW[const] =
-    c (x) d/db), up to float reassociation.
-    """
-
-    full_dim: int  # width of the full agent input (the parameters')
-    keep: tuple[int, ...]  # indices of the varying features
-    const: tuple[int, ...]  # indices of the constant features
-    values: tuple[float, ...]  # their values
-
-    def rows(self, blocks: int = 1, tail: int = 0):
-        """Kernel rows of an input of ``blocks`` agent inputs then ``tail`` other features
-        -> (kept rows int [blocks * |keep| + tail], constant rows int [blocks * |const|],
-        their values float32)."""
-        base = np.arange(blocks)[:, None] * self.full_dim
-        keep = np.concatenate([(base + np.asarray(self.keep)).ravel(),
-                               blocks * self.full_dim + np.arange(tail)])
-        const = (base + np.asarray(self.const)).ravel()
-        return keep, const, np.tile(np.asarray(self.values, np.float32), blocks)
-
-
-def compact_cell(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: int = 0):
-    """An ``nn.OptimizedLSTMCell``'s params for the compact input (see ``InputCompaction``)."""
-    keep, const, values = compaction.rows(blocks, tail)
-    cell = dict(cell)
-    for gate in "ifgo":
-        kernel = cell[f"i{gate}"]["kernel"]
-        cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel[keep]}
-        h = cell[f"h{gate}"]
-        cell[f"h{gate}"] = {**h, "bias": h["bias"] + jnp.asarray(values) @ kernel[const]}
-    return cell
 
 
 class _ExploitPolicy(nn.Module):

@@ -1,5 +1,7 @@
 """Figure-5-style learning curves: success rate and visited goals over updates."""
 
+import contextlib
+import os
 import tempfile
 from pathlib import Path
 
@@ -40,13 +42,31 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str, num_goals: int 
     axes[0].set_title(title)
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
-    if paths.is_local(path):
+    return save_figure(fig, path, dpi=120)
+
+
+def save_figure(fig, path, dpi: int) -> Path:
+    """Save and close ``fig``, whole or not at all: drawn into a temporary file beside
+    ``path``, then renamed (a full disk leaves ``path`` as it was). On an object store
+    (``paths.results_path``) it is drawn locally, then uploaded."""
+    try:
+        if not paths.is_local(path):
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(tmp) / path.name
+                fig.savefig(local, dpi=dpi)
+                paths.copy_local_file(local, path)
+            return path
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / path.name
-            fig.savefig(local, dpi=120)
-            paths.copy_local_file(local, path)
-    plt.close(fig)
-    return path
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=dpi)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+    finally:
+        plt.close(fig)

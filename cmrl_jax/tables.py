@@ -9,7 +9,9 @@ has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``
 """
 
 import dataclasses
+import functools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,3 +228,62 @@ def select_best(rows: list[EvalRow], thresholds) -> tuple[list[EvalRow], dict]:
         }
         chosen.extend(groups[best])
     return chosen, report
+
+
+# ------------------------------------------------------------------ under every table
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What success means in a table's env, and what acting blindly scores there."""
+
+    success: str  # one sentence: "Success: ..."
+    policy: str  # the action head whose outputs the neutral policy zeroes
+    neutral: float  # the neutral policy's success rate in the exploit sub-episode (fraction)
+    episodes: int  # meta-episodes behind ``neutral``
+
+    def lines(self) -> str:
+        """The two lines under the table."""
+        from cmrl_jax.envspec import percent
+
+        return (f"{self.success}\nNeutral policy (zero head outputs, {self.policy}) in the "
+                f"exploit sub-episode: {percent(self.neutral)}.")
+
+    def warnings(self, ours: dict[str, dict], eval_episodes: int) -> list[str]:
+        """One line per row whose mean final success is under the neutral policy's by more
+        than two standard errors of the difference (both are sample means: ``eval_episodes``
+        meta-episodes per seed for a row, ``episodes`` for the neutral rate)."""
+        out = []
+        p = self.neutral
+        for label, row in ours.items():
+            q = row["final_success_mean"] / 100
+            n = eval_episodes * max(1, row["seeds"])
+            se = math.sqrt(p * (1 - p) / self.episodes + q * (1 - q) / n)
+            if q < p - 2 * se:
+                out.append(
+                    f"warning: {label} ends at {100 * q:.1f} % success, under the neutral "
+                    f"policy's {100 * p:.1f} %: it learned to do worse than acting blindly, or "
+                    f"the success definition does not fit this env ({self.success})")
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _baseline(cfg: TrainConfig) -> Baseline:
+    from cmrl_jax.envspec import describe_success, neutral_rate
+    from cmrl_jax.registry import env_spec
+    from cmrl_jax.train import make_runner
+
+    runner = make_runner(cfg)
+    episodes = 4096
+    return Baseline(
+        success=describe_success(env_spec(cfg.env), runner.env, runner.env_params),
+        policy=runner.policy.__class__.__name__,
+        neutral=neutral_rate(runner, num=episodes),
+        episodes=episodes,
+    )
+
+
+def baseline(cfg: TrainConfig) -> Baseline:
+    """The ``Baseline`` of ``cfg``'s env, K and H (one small compiled program, computed once
+    per process for each)."""
+    return _baseline(dataclasses.replace(cfg, architecture="sequential", hidden=1, runs=()))

@@ -17,7 +17,7 @@ with the recorded actions and checked against the record
 import sys
 from dataclasses import dataclass
 
-from cmrl_jax.cli import EXIT_USAGE, parse_cli
+from cmrl_jax.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
 from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.replay import replay_meta_episode
 from cmrl_jax.figures.strip_draw import plot_strip
@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     suptitle = (f"{spec.row} (seed {spec.seed}, update {policy.update}) on {runner.env.name}, "
                 f"meta-episode {args.episode} ({'greedy' if args.greedy else 'sampled'} "
                 f"actions): exploit {'succeeds' if success else 'fails'}")
-    png = plot_strip(strip, runner.env, runner.env_params, obs0, state0, explore, exploit,
-                     runner.concurrent, suptitle, out)
+    with exit_if_disk_full(FIGURE_DISK_FULL.format(folder=out.parent)):
+        png = plot_strip(strip, runner.env, runner.env_params, obs0, state0, explore, exploit,
+                         runner.concurrent, suptitle, out)
     print(f"episode_figure: {suptitle}; wrote {png}")
     return {"png": png, "explore": explore, "exploit": exploit, "success": success}
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmrl_jax.cli import EXIT_USAGE, parse_cli
+from cmrl_jax.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
 from cmrl_jax.config import ConfigError
 from cmrl_jax.figures.heatmap_draw import plot_figure6
 from cmrl_jax.figures.hooks import Heatmap
@@ -40,7 +40,7 @@ from cmrl_jax.figures.visitation import (
     sample_goals,
     visitation_counts,
 )
-from cmrl_jax.results import RunLocation, find_run, safe_name
+from cmrl_jax.results import RunLocation, find_run, safe_name, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -138,12 +138,13 @@ def main(argv: list[str] | None = None) -> dict:
         for k in ("cmrl", "baseline")
     ) + (f"percent change {args.baseline} -> {args.cmrl_method}\n"
          f"100 (CMRL - {args.baseline}) / {args.baseline}",)
-    plot_figure6(
-        freqs["baseline"], freqs["cmrl"], change, edges, heatmap, titles,
-        f"{env.name}: how often a goal located in each bin was entered during exploration "
-        f"({args.episodes} meta-episodes x {n_goals} goals, sampled actions)",
-        png,
-    )
+    with exit_if_disk_full(FIGURE_DISK_FULL.format(folder=png.parent)):
+        plot_figure6(
+            freqs["baseline"], freqs["cmrl"], change, edges, heatmap, titles,
+            f"{env.name}: how often a goal located in each bin was entered during exploration "
+            f"({args.episodes} meta-episodes x {n_goals} goals, sampled actions)",
+            png,
+        )
 
     def run_info(k: str) -> dict:
         """The run's identity, counts and frequencies for the JSON."""
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
                  "baseline is 0; arrays are [bins along coordinate 0, bins along coordinate 1]",
     }
     json_path = png.with_suffix(".json")
-    json_path.write_text(json.dumps(clean_json(summary), indent=1))
+    with exit_if_disk_full(FIGURE_DISK_FULL.format(folder=png.parent)):
+        write_text_atomic(json_path, json.dumps(clean_json(summary), indent=1))
     print(
         f"figure6 {args.env}: goals entered while exploring {100 * pooled['baseline']:.1f}% "
         f"({args.baseline}) vs {100 * pooled['cmrl']:.1f}% ({args.cmrl_method}); mean over bins "

@@ -18,6 +18,9 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "cmrl_jax" / "jax-cache")
 )
 
+# Subprocesses (the CLI and multi-device tests) cache their compiles from the same size on.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
 import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.device_check import check_backend, fast_tests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,7 @@ def test_tests_cut_by_the_time_limit_say_so():
     assert "stopped at the 0 s limit: 0 passed, 0 failed so far" == result["summary"]
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 def test_smoke_mode_writes_the_report(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run(

@@ -70,6 +70,7 @@ def single_table(tmp_path_factory) -> dict:
     return json.loads((out / "table.json").read_text())
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 def test_two_processes_killed_and_resumed_match_one(tmp_path, single_table):
     out = tmp_path / "two"
     procs = _launch(out, 2)

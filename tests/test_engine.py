@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmrl_jax.engine import MetaEpisodeRunner, encode_input
+from cmrl_jax.engine import MetaEpisodeRunner
+from cmrl_jax.inputs import encode_input
 from cmrl_jax.networks import make_agent
 from cmrl_jax.policy import Categorical
 from cmrl_jax_envs.monty_hall import MontyHall
@@ -186,7 +187,7 @@ class _FirstStepReward(Corridor):
 @pytest.mark.parametrize("arch", ("central_lstm", "meta_lstm"))
 def test_finished_rollouts_talk(arch):
     """Perturbing a finished rollout's final reward changes the still-live rollouts' later
-    policies (SPEC: terminal results reach the shared memory during the explore phase);
+    policies (docs/design.md: terminal results reach the shared memory during the explore phase);
     the absorb step itself is masked (no reward, no loss)."""
     env = _FirstStepReward()
     base = env.default_params.replace(length=1, max_steps_in_episode=jnp.array(100))

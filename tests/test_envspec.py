@@ -1,5 +1,7 @@
 """The environment contract: registry, gymnax fallback, success defaults, omitted metrics, CLI."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,3 +136,8 @@ def test_paper_table_with_another_k_omits_paper_rows_and_oracle(tmp_path):
     text = (out / "table.md").read_text()
     assert "| paper |" not in text and "Oracle" not in text
     assert "Paper rows and oracle omitted: k_explore = 3 (the table's 10)" in text
+    # every table says what success means and what acting blindly scores (1 door in 10)
+    assert "Success: the exploit sub-episode entered a goal with positive reward." in text
+    neutral = re.search(r"Neutral policy \(zero head outputs, Categorical\) in the exploit "
+                        r"sub-episode: (\d+\.\d) %", text)
+    assert neutral and abs(float(neutral.group(1)) - 10.0) < 1.5, text

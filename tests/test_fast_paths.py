@@ -1,6 +1,6 @@
 """Exact fast paths: the same numbers as the plain computation, up to float reassociation.
 
-Constant input features (``engine.constant_inputs``, ``networks.InputCompaction``):
+Constant input features (``inputs.constant_inputs``, ``inputs.InputCompaction``):
 Color-Choice declares the view features that never change; the engine leaves
 them out of the agent input and the networks fold their share of the LSTM
 input products into the biases. Compared here with the full-input path
@@ -17,7 +17,8 @@ import pytest
 
 from cmrl_jax.config import get_method
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.engine import MetaEpisodeRunner, constant_inputs
+from cmrl_jax.engine import MetaEpisodeRunner
+from cmrl_jax.inputs import constant_inputs
 from cmrl_jax.loss import meta_episode_loss
 from cmrl_jax.networks import ARCHITECTURES, make_agent
 from cmrl_jax.rewards import scheme_id

@@ -41,19 +41,38 @@ CLI = ["--methods", "RL2", "Max-Until-Exploit", "--seeds", "1", "--updates", "6"
        "--extra", "eval_batches=1", "eval_batch_size=8"]
 PROGRAMS = ("sequential", "central_lstm")
 # Trials of the randomised cases; more for the matrix in docs/results.md:
-#   CMRL_FAULT_TRIALS=5 make test ARGS=tests/test_faults.py
+#   CMRL_FAULT_TRIALS=5 .venv/bin/python -m pytest tests/test_faults.py  (both tiers)
 TRIALS = int(os.environ.get("CMRL_FAULT_TRIALS", "1"))
 
 
-def _start(folder: Path, *extra: str) -> subprocess.Popen:
-    """``python -m experiments.table1`` on ``folder`` in the background."""
+# The table command on a disk that fills up after argv[1] appends to the eval logs.
+DISK_FILLS = """
+import errno, runpy, sys
+import cmrl_jax.paths as paths
+real, calls, limit = paths.append_text, [], int(sys.argv[1])
+def append_text(path, text):
+    calls.append(path)
+    if len(calls) > limit:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    return real(path, text)
+paths.append_text = append_text
+sys.argv = ["experiments.table1"] + sys.argv[2:]
+runpy.run_module("experiments.table1", run_name="__main__", alter_sys=True)
+"""
+
+
+def _start(folder: Path, *extra: str, disk_fills_after: int | None = None) -> subprocess.Popen:
+    """``python -m experiments.table1`` on ``folder`` in the background (on a disk that
+    fills up after ``disk_fills_after`` eval-log appends)."""
     # A test runner started in the background (`cmd &`) ignores SIGINT, and an ignored
     # signal stays ignored across exec: the command would never see the SIGINT case.
     # A handled one is reset to the default, over which Python installs KeyboardInterrupt.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        command = (["-m", "experiments.table1"] if disk_fills_after is None else
+                   ["-c", DISK_FILLS, str(disk_fills_after)])
         return subprocess.Popen(
-            [sys.executable, "-m", "experiments.table1", *CLI, *extra, "--out", str(folder)],
+            [sys.executable, *command, *CLI, *extra, "--out", str(folder)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
     finally:
@@ -149,17 +168,22 @@ def test_parallel_checkpointers_stress(tmp_path):
 # --- kills and signals, resumed -------------------------------------------------------------
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_kills_and_signals_resume_to_the_same_table(reference, tmp_path, trial):
-    """kill -9 at two seeded random moments and during a checkpoint write, SIGINT and
-    SIGTERM after a checkpoint, all on one folder: the final table.json and eval
-    logs equal the uninterrupted run's (two programs in parallel threads)."""
+    """kill -9 at a seeded random moment and during a checkpoint write, a disk that fills
+    up, SIGINT and SIGTERM after a checkpoint, all on one folder: each ends as documented
+    (the full disk in one line, exit 4) and the final table.json and eval logs equal the
+    uninterrupted run's (two programs in parallel threads)."""
     (want, wall) = reference
     rng = random.Random(13 + trial)
     folder = tmp_path / "out"
-    for fault in ("kill-random", "kill-random", "kill-in-save", "SIGINT", "SIGTERM"):
-        proc = _start(folder)
-        if fault == "kill-random":
+    for fault in ("kill-random", "disk-full", "kill-in-save", "SIGINT", "SIGTERM"):
+        proc = _start(folder, disk_fills_after=rng.randint(3, 6) if fault == "disk-full"
+                      else None)
+        if fault == "disk-full":
+            pass  # it stops by itself
+        elif fault == "kill-random":
             time.sleep(rng.uniform(0.2, 0.8) * wall)
             proc.send_signal(signal.SIGKILL)
         elif fault == "kill-in-save":
@@ -172,7 +196,12 @@ def test_kills_and_signals_resume_to_the_same_table(reference, tmp_path, trial):
         code, err = _finish(proc)
         assert "Traceback" not in err, (fault, err)
         if code != 0:  # finished before the fault (possible on an idle machine) is fine too
-            assert code == {"SIGINT": 130, "SIGTERM": -15}.get(fault, -9), (fault, code, err)
+            assert code == {"SIGINT": 130, "SIGTERM": -15, "disk-full": 4}.get(fault, -9), (
+                fault, code, err)
+        if code == 4:  # (after orbax's warning, if a killed save left its tmp step)
+            assert err.strip().splitlines()[-1] == (
+                f"error: the disk of {folder} is full; what was saved is whole: free space "
+                "and run the same command again to resume"), err
         if code == 130:  # (orbax may warn first that it removes a killed save's tmp step)
             assert err.strip().splitlines()[-1] == (
                 "interrupted: run the same command again to resume"), err
@@ -288,16 +317,20 @@ def _params(folder: Path, step: int):
         ckpt.close()
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "plain file"])
 def test_damaged_latest_checkpoint_resumes_from_the_intact_one(finished, tmp_path, damage):
-    """The newest step emptied or its files truncated: resume from the older step, retrain,
-    same log and parameters; the damaged step is kept under damaged-checkpoints/."""
+    """The newest step emptied, its files truncated, or a plain file in its place: resume
+    from the older step, retrain, same log and parameters; the damaged step is kept under
+    damaged-checkpoints/ (a plain file too, never overwritten)."""
     folder = tmp_path / "run"
     shutil.copytree(finished, folder)
     step = folder / "checkpoints" / "4"
     if damage == "empty":
         shutil.rmtree(step)
         step.mkdir()
+    elif damage == "plain file":
+        shutil.rmtree(step)
+        step.write_text("not a checkpoint\n")
     else:
         for f in step.rglob("*"):
             if f.is_file():
@@ -305,7 +338,11 @@ def test_damaged_latest_checkpoint_resumes_from_the_intact_one(finished, tmp_pat
     run_training(TINY, folder, progress=False)
     assert read_history(folder) == read_history(finished)
     jax.tree.map(np.testing.assert_array_equal, _params(folder, 4), _params(finished, 4))
-    assert (folder / DAMAGED_DIR / "4").is_dir()
+    aside = folder / DAMAGED_DIR / "4"
+    if damage == "plain file":
+        assert aside.read_text() == "not a checkpoint\n"
+    else:
+        assert aside.is_dir()
 
 
 def test_no_readable_checkpoint_is_refused(finished, tmp_path):
@@ -447,14 +484,23 @@ def test_cli_refuses_in_one_line(argv, message, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_figure_checks_its_output_before_sampling(tmp_path, capsys):
-    """Figure 6 with an unwritable --out: refused at once (no results folder is even read)."""
+@pytest.mark.parametrize("case", ["parent is a file", "under /proc"])
+def test_figure_checks_its_output_before_sampling(tmp_path, capsys, case):
+    """Figure 6 with an unwritable --out: refused at once (no results folder is even read);
+    /proc grants write permission but creates nothing."""
     a_file = tmp_path / "file"
     a_file.write_text("mine")
+    png = a_file / "fig.png" if case == "parent is a file" else Path(
+        f"/proc/cmrl-{os.getpid()}/fig.png")
     with pytest.raises(SystemExit) as exc:
         figure6.main(["--env", "color_choice", "--results", str(tmp_path / "none"),
-                      "--out", str(a_file / "fig.png")])
+                      "--out", str(png)])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: --out {a_file / 'fig.png'}: {a_file} is a file, not a folder "
-                   "(nothing was changed)"]
+    if case == "parent is a file":
+        assert err == [f"error: --out {png}: {a_file} is a file, not a folder "
+                       "(nothing was changed)"]
+    else:  # the reason is the kernel's (ENOENT here)
+        assert len(err) == 1 and err[0].startswith(
+            f"error: --out {png}: cannot create files in /proc ("), err
+        assert err[0].endswith("); nothing was changed"), err

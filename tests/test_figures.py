@@ -139,6 +139,38 @@ def test_figure6_end_to_end(results, tmp_path, capsys):
     assert line.startswith("figure6 color_choice:") and "ERL2" in line
 
 
+@pytest.mark.parametrize("figure", ["figure6", "episode_figure"])
+def test_figure_on_a_full_disk_is_one_line_and_keeps_the_old_file(results, tmp_path, capsys,
+                                                                     monkeypatch, figure):
+    """ENOSPC while the PNG is written: one line naming the folder, exit 4, and the figure
+    already there (an earlier run's) is whole and unchanged; no temporary file is left."""
+    import errno
+
+    import matplotlib.figure
+
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"an earlier figure")
+
+    def full(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"half a PNG")  # the disk fills up mid-write
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    argv = (["--env", "color_choice", "--results", str(results), "--episodes", "4", "--chunk",
+             "2", "--no-progress"] if figure == "figure6" else
+            ["--results", str(results), "--method", "ERL2"])
+    with pytest.raises(SystemExit) as exc:
+        {"figure6": figure6, "episode_figure": episode_figure}[figure].main(
+            argv + ["--out", str(png)])
+    assert exc.value.code == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: the disk of {tmp_path} is full; the figure was not written (a file "
+                   "of the same name is as it was): free space and run the same command again"]
+    assert png.read_bytes() == b"an earlier figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+
+
 @pytest.mark.parametrize("method", ["ERL2", "Max-Until-Exploit"])
 def test_episode_figure_replays_every_rollout(results, tmp_path, method):
     png = tmp_path / "episode.png"

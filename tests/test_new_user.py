@@ -15,6 +15,7 @@ from cmrl_jax.generic import TrainArgs, check_env_methods, main, make_spec
 from cmrl_jax.metrics import render_table
 from cmrl_jax.policy import make_policy
 from cmrl_jax.registry import UnknownEnvError, env_spec
+from cmrl_jax.tables import Baseline
 
 CHEST = "examples.hidden_chest:hidden_chest"
 
@@ -141,3 +142,23 @@ def test_command_modules_do_not_start_jax_before_distributed_joins():
             "    importlib.import_module(m)\n"
             "    assert not xb._backends, m\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_row_clearly_under_the_neutral_policy_is_warned_about():
+    """GaussianBandit's case: success "return above 0" where a safe arm returns exactly 0.
+    Neutral 15.9 % over 4096 episodes; rows over 3 seeds x 256 episodes. Standard error of
+    the difference at 12.0 %: sqrt(.159 * .841 / 4096 + .12 * .88 / 768) = 1.30 points, so
+    the line is at 15.9 - 2.61 = 13.3 %: 12.0 % warns, 15.5 % (noise) does not."""
+    ref = Baseline(success="Success: the exploit sub-episode's return is above 0",
+                   policy="Categorical", neutral=0.159, episodes=4096)
+    ours = {"ERL2": {"final_success_mean": 12.0, "seeds": 3},
+            "Max-Until-Exploit": {"final_success_mean": 15.5, "seeds": 3},
+            "RL2": {"final_success_mean": 13.5, "seeds": 3}}
+    lines = ref.warnings(ours, eval_episodes=256)
+    assert lines == [
+        "warning: ERL2 ends at 12.0 % success, under the neutral policy's 15.9 %: it learned "
+        "to do worse than acting blindly, or the success definition does not fit this env "
+        "(Success: the exploit sub-episode's return is above 0)"]
+    assert ref.lines().splitlines() == [
+        "Success: the exploit sub-episode's return is above 0",
+        "Neutral policy (zero head outputs, Categorical) in the exploit sub-episode: 15.9 %."]

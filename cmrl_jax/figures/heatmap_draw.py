@@ -88,7 +88,6 @@ def plot_figure6(
     fig.colorbar(mesh, ax=axs[2], shrink=0.85, extend=extend, label=label)
     axs[2].set_title(titles[2], fontsize=10)
     fig.suptitle(suptitle, fontsize=11)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from cmrl_jax.plots import save_figure
+
+    return save_figure(fig, path, dpi=120)

@@ -37,7 +37,6 @@ def plot_strip(strip: Strip, env, params, obs0, state0, explore: list[Replay], e
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"{suptitle}\n{strip.legend}" if strip.legend else suptitle, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    from cmrl_jax.plots import save_figure
+
+    return save_figure(fig, path, dpi=130)
