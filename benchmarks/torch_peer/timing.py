@@ -10,9 +10,10 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 
-from benchmarks.torch_peer import model
+import benchmarks.torch_peer.model as model
 from benchmarks.torch_peer.checks import run_checks
 from benchmarks.torch_peer.model import LoopedPeer, TorchPeer, table1_config, table1_program
 
@@ -153,8 +154,7 @@ def render(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     """Checks, then the interleaved timing; prints the table and one JSON line."""
-    import benchmarks.torch_peer as package  # the help: the package's, model's and our docstring
-
+    package = sys.modules[__package__]  # the help: the package's, model's and our docstring
     p = argparse.ArgumentParser(description="\n".join((package.__doc__, model.__doc__, __doc__)),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--updates", type=int, default=20, help="updates per timed repeat")
