@@ -21,8 +21,8 @@ from cmrl_jax.cli import (
     disk_full,
     parse_cli,
 )
-from cmrl_jax.config import ConfigError
-from cmrl_jax.metrics import clean_json, curves, render_table, summarize
+from cmrl_jax.config import ConfigError, get_method
+from cmrl_jax.metrics import clean_json, curves, improvement, render_table, summarize
 from cmrl_jax.results import EvalRow, figure_file, write_table
 from cmrl_jax.tables import (
     Plan,
@@ -33,6 +33,9 @@ from cmrl_jax.tables import (
     make_plan,
     select_best,
 )
+
+BASELINE_ROW = "ERL2"
+"""The row every CMRL row is compared with (the paper's strongest sequential baseline)."""
 
 
 def _exit_now(status: int, message: str) -> None:
@@ -160,6 +163,12 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     cs = curves(rows)
     methods = [r.label for r in spec.rows if r.label in cs]
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
+    if BASELINE_ROW in ours:  # CMRL rows against ERL2: the probability of improvement
+        for r in spec.rows:
+            if r.label in ours and get_method(r.method).concurrent:
+                better = improvement(cs[r.label], cs[BASELINE_ROW], BASELINE_ROW)
+                if better is not None:
+                    ours[r.label]["probability_of_improvement"] = better
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
     # The paper's rows and the oracle hold for the table's K and H only (--extra may change them).
     first = plan.programs[0][1]  # every program shares the base's K and H

@@ -5,6 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from cmrl_jax import stats
 from cmrl_jax.results import EvalRow
 
 
@@ -47,13 +48,36 @@ def curves(rows: list[EvalRow]) -> dict[str, dict]:
     return out
 
 
+def per_seed(curve: dict) -> dict[str, np.ndarray]:
+    """The two per-seed results a table compares: {"final_success" [S] (percent),
+    "auc" [S]}."""
+    updates, success = curve["updates"], curve["success"]
+    return {"final_success": 100 * success[:, -1],
+            "auc": np.array([area_under_curve(updates, s) for s in success])}
+
+
+def _intervals(name: str, values: np.ndarray) -> dict:
+    """``<name>_ci`` (95 %, >= 2 seeds) and ``<name>_iqm`` / ``<name>_iqm_ci`` (>= 5 seeds),
+    present only where defined."""
+    out = {}
+    ci = stats.mean_interval(values)
+    if ci is not None:
+        out[f"{name}_ci"] = ci.to_json()
+    iqm = stats.iqm_interval(values)
+    if iqm is not None:
+        out[f"{name}_iqm"] = iqm.estimate
+        out[f"{name}_iqm_ci"] = iqm.to_json()
+    return out
+
+
 def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
-    """Table entry of one method from its curves (percentages for success, std over seeds)."""
+    """Table entry of one method from its curves (percentages for success, std over seeds,
+    95 % intervals and IQM as ``cmrl_jax.stats`` computes them, the per-seed values)."""
     updates, success, visited = curve["updates"], curve["success"], curve["visited"]
-    aucs = [area_under_curve(updates, s) for s in success]
+    seeds = per_seed(curve)
     mean = success.mean(axis=0)
     return {
-        "auc": float(np.mean(aucs)),
+        "auc": float(np.mean(seeds["auc"])),
         "final_success_mean": float(100 * success[:, -1].mean()),
         "final_success_std": float(100 * success[:, -1].std()),
         "updates_until": {
@@ -65,7 +89,25 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
         "lambda_div": float(curve["lambda_div"]),
         "seeds": len(curve["seeds"]),
         "updates": int(updates[-1]),
+        **_intervals("final_success", seeds["final_success"]),
+        **_intervals("auc", seeds["auc"]),
+        "final_success_per_seed": seeds["final_success"].tolist(),
+        "auc_per_seed": seeds["auc"].tolist(),
     }
+
+
+def improvement(better: dict, than: dict, than_label: str) -> dict | None:
+    """P(a run of ``better`` beats a run of ``than``) on final success and on AuC, with 95 %
+    intervals (curves as ``curves`` gives them; None: fewer than 2 seeds on a side)."""
+    a, b = per_seed(better), per_seed(than)
+    out = {"over": than_label}
+    for name in ("final_success", "auc"):
+        p = stats.improvement_interval(a[name], b[name])
+        if p is None:
+            return None
+        out[name] = p.estimate
+        out[f"{name}_ci"] = p.to_json()
+    return out
 
 
 def _mean_std(mean: float, std: float, seeds: int | None) -> str:
@@ -78,6 +120,12 @@ def _fmt_int(x) -> str:
     return "-" if x is None else str(x)
 
 
+def _ci(s: dict, key: str, fmt: str) -> str:
+    """`` [lo, hi]`` of interval ``key`` of a row, or nothing where it is not defined."""
+    ci = s.get(key)
+    return f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else ""
+
+
 def render_table(
     ours: dict[str, dict],
     paper: dict[str, dict],
@@ -88,21 +136,30 @@ def render_table(
 ) -> str:
     """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper").
 
-    ``visited=False`` (an env that reports no goals) omits the Visited Goals column.
+    ``visited=False`` (an env that reports no goals) omits the Visited Goals column. Rows
+    with intervals (``summarize``) show them as ``[lo, hi]``; an IQM column appears when
+    a row has >= 5 seeds; probabilities of improvement and a legend follow the table.
     """
     th = [f"{round(100 * t)}" for t in thresholds]
     goals = ["Visited Goals"] if visited else []
-    head = ["Model", "source", "AuC", "Final Perf.", *[f"{t}%" for t in th], *goals, "lr"]
+    with_iqm = any("final_success_iqm" in s for s in ours.values())
+    iqm_head = ["IQM Final"] if with_iqm else []
+    head = ["Model", "source", "AuC", "Final Perf.", *iqm_head, *[f"{t}%" for t in th], *goals,
+            "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in ours.items():
+        iqm = ([f"{s['final_success_iqm']:.1f}%{_ci(s, 'final_success_iqm_ci', '.1f')}"
+                if "final_success_iqm" in s else "-"] if with_iqm else [])
         lines.append(
             "| "
             + " | ".join(
                 [
                     method,
                     "ours (not in the paper)" if method in not_in_paper else "ours",
-                    f"{s['auc']:.2f}",
-                    _mean_std(s["final_success_mean"], s["final_success_std"], s.get("seeds")),
+                    f"{s['auc']:.2f}{_ci(s, 'auc_ci', '.2f')}",
+                    _mean_std(s["final_success_mean"], s["final_success_std"], s.get("seeds"))
+                    + _ci(s, "final_success_ci", ".1f"),
+                    *iqm,
                     *[_fmt_int(s["updates_until"][t]) for t in th],
                     *([f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}"]
                       if visited else []),
@@ -122,6 +179,7 @@ def render_table(
                         "paper",
                         f"{p['auc']:.2f}",
                         f"{p['final']:.1f} ± {p['final_std']:.1f}%",
+                        *([""] if with_iqm else []),
                         *until,
                         *([f"{p['visited']:.2f}"] if visited else []),
                         "",
@@ -129,7 +187,21 @@ def render_table(
                 )
                 + " |"
             )
-    return "\n".join(lines) + "\n"
+    notes = []
+    for method, s in ours.items():
+        imp = s.get("probability_of_improvement")
+        if imp:
+            notes.append(
+                f"P({method} > {imp['over']}): final success {imp['final_success']:.2f}"
+                f"{_ci(imp, 'final_success_ci', '.2f')}, AuC {imp['auc']:.2f}"
+                f"{_ci(imp, 'auc_ci', '.2f')}.")
+    if any("final_success_ci" in s for s in ours.values()):
+        notes.append(
+            f"[lo, hi]: {100 * stats.CONFIDENCE:.0f} % intervals over seeds (percentile "
+            f"bootstrap, {stats.RESAMPLES} resamples, scipy.stats.bootstrap, as rliable); "
+            f"IQM: interquartile mean, with >= {stats.IQM_MIN_RUNS} seeds; P(X > Y): the "
+            "probability that a run of X beats a run of Y (ties count half).")
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def clean_json(obj):

@@ -164,6 +164,8 @@ def _numbers(x, path=""):
     """Flatten a JSON value to {path: number or None}."""
     if isinstance(x, dict):
         return {k: v for key, val in x.items() for k, v in _numbers(val, f"{path}/{key}").items()}
+    if isinstance(x, list):  # intervals, per-seed values
+        return {k: v for i, val in enumerate(x) for k, v in _numbers(val, f"{path}/{i}").items()}
     return {path: x}
 
 

@@ -1,0 +1,63 @@
+"""Interval estimates (``cmrl_jax.stats``) against cases computed by hand, and the table."""
+
+import numpy as np
+import pytest
+
+from cmrl_jax import stats
+from cmrl_jax.metrics import improvement, render_table, summarize
+
+
+def test_bootstrap_interval_of_a_mean_by_hand():
+    """Five 0s and five 1s: a resampled mean is Binomial(10, 1/2) / 10, whose CDF at 0.1 is
+    11/1024 = 1.1 % and at 0.2 is 56/1024 = 5.5 %: the 2.5 % quantile is 0.2 and, by
+    symmetry, the 97.5 % one 0.8. Two values {0, 1}: 0 and 1 each have mass 1/4 > 2.5 %."""
+    ci = stats.mean_interval([0.0] * 5 + [1.0] * 5)
+    assert (ci.estimate, ci.lo, ci.hi) == (0.5, 0.2, 0.8)
+    ci = stats.mean_interval([0.0, 1.0])
+    assert (ci.lo, ci.hi) == (0.0, 1.0)
+    same = stats.mean_interval([0.25, 0.25, 0.25])  # no spread: a point, no warning
+    assert (same.lo, same.hi) == (0.25, 0.25)
+    assert stats.mean_interval([0.7]) is None  # one seed: no interval
+
+
+def test_interquartile_mean_by_hand():
+    """IQM of 1..8: the middle half 3, 4, 5, 6 -> 4.5; defined from 5 runs on."""
+    assert stats.iqm(np.arange(1.0, 9.0)) == 4.5
+    assert stats.iqm_interval(np.arange(1.0, 9.0)).estimate == 4.5
+    assert stats.iqm_interval([1.0, 2.0, 3.0, 4.0]) is None
+
+
+def test_probability_of_improvement_by_hand():
+    """x = (1, 2, 3), y = (2, 2): pairs won 0 + 0 + 2, tied 0 + 2 + 0 -> (2 + 2 / 2) / 6."""
+    assert stats.probability_of_improvement([1, 2, 3], [2, 2]) == pytest.approx(0.5)
+    assert stats.probability_of_improvement([3, 4], [1, 2]) == 1.0
+    sure = stats.improvement_interval([0.9, 0.95, 1.0], [0.3, 0.4, 0.5])
+    assert (sure.estimate, sure.lo, sure.hi) == (1.0, 1.0, 1.0)  # every resample wins
+    mixed = stats.improvement_interval([1.0, 2.0, 3.0], [2.0, 2.0])
+    assert mixed.lo < 0.5 < mixed.hi
+    assert stats.improvement_interval([1.0], [0.0, 1.0]) is None
+
+
+def _curve(finals):
+    """A learning curve per seed rising linearly from 0 to ``finals`` over 4 chunks."""
+    success = np.stack([np.linspace(0.0, f, 5) for f in finals])
+    return {"updates": np.arange(5) * 250, "success": success, "visited": np.ones_like(success),
+            "seeds": list(range(len(finals))), "learning_rate": 1e-3, "lambda_div": 0.0}
+
+
+def test_the_table_carries_intervals_iqm_and_improvement():
+    cmrl, erl2 = _curve([0.9, 0.95, 1.0, 0.97, 0.99]), _curve([0.3, 0.5, 0.4, 0.6, 0.45])
+    ours = {"ERL2": summarize(erl2, (0.5,)), "Max-Until-Exploit": summarize(cmrl, (0.5,))}
+    ours["Max-Until-Exploit"]["probability_of_improvement"] = improvement(cmrl, erl2, "ERL2")
+    row = ours["ERL2"]
+    assert row["final_success_per_seed"] == pytest.approx([30, 50, 40, 60, 45])
+    assert row["auc_per_seed"] == pytest.approx([150, 250, 200, 300, 225])  # 1000 f / 2
+    lo, hi = row["final_success_ci"]
+    assert row["final_success_mean"] == pytest.approx(45.0) and lo < 45.0 < hi
+    assert row["final_success_iqm"] == pytest.approx(45.0)  # middle three: 40, 45, 50
+    text = render_table(ours, {}, (0.5,), "t")
+    assert "| IQM Final |" in text and f"45.0 ± 10.0% [{lo:.1f}, {hi:.1f}]" in text
+    assert "P(Max-Until-Exploit > ERL2): final success 1.00 [1.00, 1.00]" in text
+    assert "95 % intervals over seeds (percentile bootstrap" in text
+    three = summarize(_curve([0.2, 0.4, 0.6]), (0.5,))  # under 5 seeds: no IQM
+    assert "final_success_iqm" not in three and "final_success_ci" in three
