@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cmrl_jax.cells import CELLS
 from cmrl_jax.divergence import DIVERGENCES
 from cmrl_jax.errors import ConfigError
 from cmrl_jax.networks import ARCHITECTURES
@@ -96,6 +97,10 @@ class RunSpec:
         check_number("lambda_div", self.lambda_div)
 
 
+ADDED_LATER = {"cell": "lstm"}
+"""TrainConfig fields newer than the first results folders, with the default they had then."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Static configuration of one compiled training program."""
@@ -126,6 +131,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     eval_greedy: bool = False
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
+    cell: str = "lstm"  # the memory cell of every topology (networks: cells.CELLS)
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -152,6 +158,8 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
             )
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
         if self.divergence not in DIVERGENCES:
             raise ConfigError(
                 f"unknown divergence {self.divergence!r}; known: {', '.join(DIVERGENCES)}"
@@ -200,8 +208,14 @@ class TrainConfig:
         return ARCHITECTURES[self.architecture].concurrent
 
     def to_json(self) -> str:
-        """Canonical JSON (used to recognise a results folder's config)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1)
+        """Canonical JSON (used to recognise a results folder's config). Fields added after
+        folders were first written (``ADDED_LATER``) appear only when they differ from
+        their default, so those folders' configs still match and resume."""
+        d = dataclasses.asdict(self)
+        for name, default in ADDED_LATER.items():
+            if d[name] == default:
+                del d[name]
+        return json.dumps(d, sort_keys=True, indent=1)
 
     @staticmethod
     def from_json(text: str) -> "TrainConfig":

@@ -24,6 +24,7 @@ from cmrl_jax.cli import (
 from cmrl_jax.config import ConfigError, get_method
 from cmrl_jax.metrics import clean_json, curves, improvement, render_table, summarize
 from cmrl_jax.results import EvalRow, figure_file, write_table
+from cmrl_jax.sinks import factories, parse_sinks
 from cmrl_jax.tables import (
     Plan,
     TableArgs,
@@ -150,9 +151,10 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     if facts["process_count"] > 1:
         jobs = 1
     pool = ThreadPoolExecutor(max_workers=jobs)
+    sinks = factories(parse_sinks(args.log))
     futures = [
         pool.submit(run_training, cfg, plan.folder / name, label=name,
-                    progress=args.progress and main, bar_position=i, mesh=mesh)
+                    progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks)
         for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
     ]
     rows = _wait_for(futures, folder=plan.folder)

@@ -6,10 +6,11 @@ previous done flag]. An env may declare observation features that never
 change (``constant_observation``, e.g. Color-Choice's view rows beyond the
 grid); the engine then builds and stores only the varying ones
 (``constant_inputs``), and the networks fold the constant ones' share of each
-input product into a bias once per call (``InputCompaction``,
-``compact_cell``): the same numbers up to float reassociation. And an env
-whose first observation does not depend on the reset key lets the engine take
-the first decision once per update (``constant_first_observation``).
+input product into a bias once per call (``InputCompaction``; each memory
+cell's rule is in ``cmrl_jax.cells``): the same numbers up to float
+reassociation. And an env whose first observation does not depend on the
+reset key lets the engine take the first decision once per update
+(``constant_first_observation``).
 """
 
 from dataclasses import dataclass
@@ -85,18 +86,6 @@ class InputCompaction:
                                blocks * self.full_dim + np.arange(tail)])
         const = (base + np.asarray(self.const)).ravel()
         return keep, const, np.tile(np.asarray(self.values, np.float32), blocks)
-
-
-def compact_cell(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: int = 0):
-    """An ``nn.OptimizedLSTMCell``'s params for the compact input (see ``InputCompaction``)."""
-    keep, const, values = compaction.rows(blocks, tail)
-    cell = dict(cell)
-    for gate in "ifgo":
-        kernel = cell[f"i{gate}"]["kernel"]
-        cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel[keep]}
-        h = cell[f"h{gate}"]
-        cell[f"h{gate}"] = {**h, "bias": h["bias"] + jnp.asarray(values) @ kernel[const]}
-    return cell
 
 
 def constant_inputs(env: "environment.Environment", env_params: Any, input_dim: int,

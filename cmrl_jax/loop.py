@@ -9,6 +9,7 @@ writes a folder (``lock.writer_lock``).
 """
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -27,6 +28,7 @@ from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log
 )
 from cmrl_jax.lock import check_writable, writer_lock
 from cmrl_jax.results import CHECKPOINTS_DIR, EvalRow
+from cmrl_jax.sinks import SinkFactory, open_sinks
 from cmrl_jax.train import make_init, make_runner, make_trainer
 
 
@@ -137,6 +139,7 @@ def run_training(
     stop_after: int | None = None,
     bar_position: int = 0,
     mesh=None,
+    sinks: Sequence[SinkFactory] = (),
 ) -> list[EvalRow]:
     """Train every run of ``cfg`` to ``cfg.num_updates`` in ``folder`` (resuming); return rows.
 
@@ -155,6 +158,8 @@ def run_training(
     checkpoints, or checkpoints none of which can be read; NonFiniteError when a
     run stops being finite (that chunk is neither logged nor saved). ``folder`` may
     be on an object store, e.g. ``gs://bucket/run`` (``paths.results_path``).
+    ``sinks`` (``cmrl_jax.sinks``) receive every row after ``eval.jsonl`` has it; a
+    failing sink is one warning line.
     """
     cfg.validate()
     config_json = cfg.to_json()
@@ -166,15 +171,18 @@ def run_training(
         claim_folder(folder, config_json)  # again: no other writer can change it now
         runtime.barrier(f"claimed {folder}")  # every process read it before process 0 writes
         return _train_locked(cfg, folder, main, label=label, progress=progress,
-                             stop_after=stop_after, bar_position=bar_position, mesh=mesh)
+                             stop_after=stop_after, bar_position=bar_position, mesh=mesh,
+                             sinks=sinks)
 
 
 def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
-                  stop_after: int | None, bar_position: int, mesh) -> list[EvalRow]:
+                  stop_after: int | None, bar_position: int, mesh,
+                  sinks: Sequence[SinkFactory]) -> list[EvalRow]:
     """``run_training`` once the folder is ours; ``main``: this process writes files."""
     trainer = make_trainer(cfg, mesh)
     state, hp = trainer.init()
     ckpt = Checkpointer(folder)
+    outputs = []
     try:
         start, state, damaged = ckpt.newest_intact(state)
         history = read_history(folder)
@@ -184,13 +192,16 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))
             ckpt.set_aside(damaged)
             cut_torn_tail(folder)
+            outputs = open_sinks(sinks, folder, cfg, label)
         logged = {(row.update, row.run) for row in history}
 
         def log(update: int, stats, metrics=None) -> None:
             rows = [r for r in _eval_rows(cfg, update, stats, metrics)
                     if (r.update, r.run) not in logged]
             if main:
-                append_rows(folder, rows)
+                append_rows(folder, rows)  # first: the log resume trusts
+                for sink in outputs:
+                    sink.write(rows)
             history.extend(rows)
             logged.update((r.update, r.run) for r in rows)
 
@@ -240,5 +251,7 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
                 break
         bar.close()
     finally:
+        for sink in outputs:
+            sink.close()
         ckpt.close()
     return history

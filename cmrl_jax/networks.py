@@ -14,14 +14,14 @@ returned unchanged.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmrl_jax.inputs import InputCompaction, compact_cell
-
-Carry = tuple[jax.Array, jax.Array]  # (c, h) of an LSTM
+from cmrl_jax.cells import CELLS, Cell
+from cmrl_jax.inputs import InputCompaction
 
 
 def keep_where(live: jax.Array, new, old):
@@ -34,50 +34,60 @@ def keep_where(live: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def _initial_state(module: nn.Module, cell: Cell, prefix: str, shape: tuple, init) -> Any:
+    """The learned initial carry of ``cell``: one parameter ``<prefix>_<part>0`` per part of
+    its carry (LSTM: c, h), created in that order."""
+    return cell.pack(tuple(module.param(f"{prefix}_{part}0", init, shape)
+                           for part in cell.states))
+
+
 class _ExploitPolicy(nn.Module):
-    """Exploit LSTM and heads (own weights), one rollout."""
+    """Exploit memory cell and heads (own weights), one rollout."""
 
     hidden: int
     num_actions: int
+    cell: str = "lstm"
 
     def setup(self):
-        self.cell = nn.OptimizedLSTMCell(self.hidden, name="exploit_lstm")
+        self.kind = CELLS[self.cell]
+        self.memory = self.kind.module(self.hidden, name=f"exploit_{self.cell}")
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
         self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
 
-    def __call__(self, carry: Carry, x: jax.Array, live: jax.Array):
-        """[1, D] -> carry, logits [1, A], value [1]; carry is unbatched (c [H], h [H])."""
-        new, h = self.cell(carry, x[0])
+    def __call__(self, carry, x: jax.Array, live: jax.Array):
+        """[1, D] -> carry, logits [1, A], value [1]; carry is unbatched (LSTM: c, h [H])."""
+        new, _ = self.memory(carry, x[0])
         carry = keep_where(jnp.any(live), new, carry)
-        h = carry[1]
+        h = self.kind.output(carry)
         return carry, self.pi(h)[None], self.v(h)[None, 0]
 
 
 class _SingleMemoryAgent(nn.Module):
-    """Shared parts of agents whose explore memory is one LSTM state (c [H], h [H]).
+    """Shared parts of agents whose explore memory is one cell's state ([H] parts).
 
-    Subclasses define ``setup`` (``cell``, ``pi``, ``v``, ``c0``, ``h0``, ``exploit``)
-    and ``explore_step``.
+    Subclasses define ``setup`` (``kind``, ``memory``, ``pi``, ``v``, ``initial``,
+    ``exploit``) and ``explore_step``.
     """
 
     hidden: int
     num_actions: int
     num_rollouts: int = 1
+    cell: str = "lstm"
 
-    def explore_carry(self) -> Carry:
+    def explore_carry(self):
         """Learned initial memory."""
-        return (self.c0, self.h0)
+        return self.initial
 
     def input_cells(self):
-        """The LSTM cells that read the agent input: (param path, blocks, tail) each
+        """The cells that read the agent input: (param path, blocks, tail) each
         (their input: ``blocks`` agent inputs, then ``tail`` other features)."""
-        return ((("explore_lstm",), 1, 0), (("exploit", "exploit_lstm"), 1, 0))
+        return (((f"explore_{self.cell}",), 1, 0), (("exploit", f"exploit_{self.cell}"), 1, 0))
 
-    def exploit_carry(self, carry: Carry) -> Carry:
-        """The explore memory starts the exploit LSTM."""
+    def exploit_carry(self, carry):
+        """The explore memory starts the exploit cell."""
         return carry
 
-    def exploit_step(self, carry: Carry, x: jax.Array, live: jax.Array):
+    def exploit_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
         return self.exploit(carry, x, live)
 
@@ -88,57 +98,61 @@ class _SingleMemoryAgent(nn.Module):
 
 
 class SequentialAgent(_SingleMemoryAgent):
-    """RL2 / ERL2: one LSTM over the explore sub-episodes in sequence (R = 1)."""
+    """RL2 / ERL2: one memory cell over the explore sub-episodes in sequence (R = 1)."""
 
     def setup(self):
-        self.cell = nn.OptimizedLSTMCell(self.hidden, name="explore_lstm")
+        self.kind = CELLS[self.cell]
+        self.memory = self.kind.module(self.hidden, name=f"explore_{self.cell}")
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
         self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
-        self.c0 = self.param("explore_c0", nn.initializers.zeros, (self.hidden,))
-        self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
-        self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
+        self.initial = _initial_state(self, self.kind, "explore", (self.hidden,),
+                                      nn.initializers.zeros)
+        self.exploit = _ExploitPolicy(self.hidden, self.num_actions, self.cell)
 
-    def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
+    def explore_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        new, _ = self.cell(carry, x[0])
+        new, _ = self.memory(carry, x[0])
         carry = keep_where(jnp.any(live), new, carry)
-        h = carry[1]
+        h = self.kind.output(carry)
         return carry, self.pi(h)[None], self.v(h)[None, 0]
 
 
 class CentralLSTMAgent(_SingleMemoryAgent):
-    """CMRL Central-LSTM: one LSTM over all K rollouts' inputs, one head per rollout."""
+    """CMRL Central-LSTM: one memory cell over all K rollouts' inputs, one head per rollout
+    (with ``cell="gru"`` a central GRU)."""
 
     def setup(self):
         k, a = self.num_rollouts, self.num_actions
-        self.cell = nn.OptimizedLSTMCell(self.hidden, name="explore_lstm")
+        self.kind = CELLS[self.cell]
+        self.memory = self.kind.module(self.hidden, name=f"explore_{self.cell}")
         # Factored output: independent policy and value heads per rollout. Their
         # different random initial weights break the symmetry between rollouts
         # at t = 0, where every rollout sees the same input.
         self.pi = nn.Dense(k * a, kernel_init=nn.initializers.orthogonal(1.0))
         self.v = nn.Dense(k, kernel_init=nn.initializers.orthogonal(1.0))
-        self.c0 = self.param("explore_c0", nn.initializers.zeros, (self.hidden,))
-        self.h0 = self.param("explore_h0", nn.initializers.zeros, (self.hidden,))
-        self.exploit = _ExploitPolicy(self.hidden, self.num_actions)
+        self.initial = _initial_state(self, self.kind, "explore", (self.hidden,),
+                                      nn.initializers.zeros)
+        self.exploit = _ExploitPolicy(self.hidden, self.num_actions, self.cell)
 
     def input_cells(self):
-        """The explore LSTM reads the K rollouts' inputs side by side."""
-        return ((("explore_lstm",), self.num_rollouts, 0), (("exploit", "exploit_lstm"), 1, 0))
+        """The explore cell reads the K rollouts' inputs side by side."""
+        return (((f"explore_{self.cell}",), self.num_rollouts, 0),
+                (("exploit", f"exploit_{self.cell}"), 1, 0))
 
-    def explore_step(self, carry: Carry, x: jax.Array, live: jax.Array):
-        """[K, D] -> carry, logits [K, A], value [K]; the LSTM steps while any rollout lives."""
-        new, _ = self.cell(carry, jnp.reshape(x, (-1,)))
+    def explore_step(self, carry, x: jax.Array, live: jax.Array):
+        """[K, D] -> carry, logits [K, A], value [K]; the cell steps while any rollout lives."""
+        new, _ = self.memory(carry, jnp.reshape(x, (-1,)))
         carry = keep_where(jnp.any(live), new, carry)
-        h = carry[1]
+        h = self.kind.output(carry)
         logits = jnp.reshape(self.pi(h), (self.num_rollouts, self.num_actions))
         return carry, logits, self.v(h)
 
 
 class MetaLSTMAgent(nn.Module):
-    """CMRL Meta-LSTM (paper 4.1).
+    """CMRL Meta-LSTM (paper 4.1; with ``cell="gru"`` the same topology of GRUs).
 
-    h^r_{k,t} = LSTM_rollout([x_{k,t}; h^meta_{t-1}], h^r_{k,t-1})   (weights shared over k)
-    h^meta_t  = LSTM_meta([h^r_{0,t}; ...; h^r_{K-1,t}], h^meta_{t-1})
+    h^r_{k,t} = cell_rollout([x_{k,t}; h^meta_{t-1}], h^r_{k,t-1})   (weights shared over k)
+    h^meta_t  = cell_meta([h^r_{0,t}; ...; h^r_{K-1,t}], h^meta_{t-1})
     The initial states {h^r_{k,0}} (one per rollout) and h^meta_0 are learned.
     Policy and value heads are shared and read h^r_{k,t}.
     """
@@ -146,49 +160,50 @@ class MetaLSTMAgent(nn.Module):
     hidden: int
     num_actions: int
     num_rollouts: int
+    cell: str = "lstm"
     init_state_scale: float = 0.5
 
     def setup(self):
         k, h = self.num_rollouts, self.hidden
         init = nn.initializers.normal(self.init_state_scale)
-        self.rollout_cell = nn.OptimizedLSTMCell(h, name="rollout_lstm")
-        self.meta_cell = nn.OptimizedLSTMCell(h, name="meta_lstm")
+        self.kind = CELLS[self.cell]
+        self.rollout_memory = self.kind.module(h, name=f"rollout_{self.cell}")
+        self.meta_memory = self.kind.module(h, name=f"meta_{self.cell}")
         # Unit-scale head: rollouts with different initial states start with
         # visibly different policies, so L_D has a gradient from the first update.
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(1.0))
         self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
         # Distinct learned per-rollout initial states break the symmetry at t = 0.
-        self.rollout_c0 = self.param("rollout_c0", init, (k, h))
-        self.rollout_h0 = self.param("rollout_h0", init, (k, h))
-        self.meta_c0 = self.param("meta_c0", nn.initializers.zeros, (h,))
-        self.meta_h0 = self.param("meta_h0", nn.initializers.zeros, (h,))
-        self.exploit = _ExploitPolicy(h, self.num_actions)
+        self.rollout_initial = _initial_state(self, self.kind, "rollout", (k, h), init)
+        self.meta_initial = _initial_state(self, self.kind, "meta", (h,), nn.initializers.zeros)
+        self.exploit = _ExploitPolicy(h, self.num_actions, self.cell)
 
     def explore_carry(self):
-        """((rollout c [K, H], rollout h [K, H]), (meta c [H], meta h [H]))."""
-        return ((self.rollout_c0, self.rollout_h0), (self.meta_c0, self.meta_h0))
+        """(rollout carry, parts [K, H]; meta carry, parts [H])."""
+        return (self.rollout_initial, self.meta_initial)
 
     def input_cells(self):
-        """The rollout LSTM reads [x; h_meta], the exploit LSTM x."""
-        return ((("rollout_lstm",), 1, self.hidden), (("exploit", "exploit_lstm"), 1, 0))
+        """The rollout cell reads [x; h_meta], the exploit cell x."""
+        return (((f"rollout_{self.cell}",), 1, self.hidden),
+                (("exploit", f"exploit_{self.cell}"), 1, 0))
 
     def explore_step(self, carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]."""
         rollout, meta = carry
         k = self.num_rollouts
-        h_meta = jnp.broadcast_to(meta[1], (k, self.hidden))
-        new_rollout, _ = self.rollout_cell(rollout, jnp.concatenate([x, h_meta], axis=-1))
+        h_meta = jnp.broadcast_to(self.kind.output(meta), (k, self.hidden))
+        new_rollout, _ = self.rollout_memory(rollout, jnp.concatenate([x, h_meta], axis=-1))
         rollout = keep_where(live, new_rollout, rollout)
-        new_meta, _ = self.meta_cell(meta, jnp.reshape(rollout[1], (-1,)))
+        h = self.kind.output(rollout)
+        new_meta, _ = self.meta_memory(meta, jnp.reshape(h, (-1,)))
         meta = keep_where(jnp.any(live), new_meta, meta)
-        h = rollout[1]
         return (rollout, meta), self.pi(h), self.v(h)[:, 0]
 
-    def exploit_carry(self, carry) -> Carry:
-        """The Meta-LSTM memory starts the exploit LSTM."""
+    def exploit_carry(self, carry):
+        """The meta memory starts the exploit cell."""
         return carry[1]
 
-    def exploit_step(self, carry: Carry, x: jax.Array, live: jax.Array):
+    def exploit_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
         return self.exploit(carry, x, live)
 
@@ -211,14 +226,16 @@ class Agent:
         return self.module.init(key, jnp.zeros((r, input_dim)), jnp.ones((r,), bool))
 
     def compact_params(self, params, compaction: InputCompaction):
-        """``params`` for the compact agent input (``InputCompaction``); differentiable."""
+        """``params`` for the compact agent input (``InputCompaction``, the cell's own rule);
+        differentiable."""
+        compact = CELLS[self.module.cell].compact
         tree = dict(params["params"])
         for path, blocks, tail in self.module.input_cells():
             node = tree
             for name in path[:-1]:
                 node[name] = dict(node[name])
                 node = node[name]
-            node[path[-1]] = compact_cell(node[path[-1]], compaction, blocks, tail)
+            node[path[-1]] = compact(node[path[-1]], compaction, blocks, tail)
         return {**params, "params": tree}
 
     def explore_carry(self, params):
@@ -255,12 +272,15 @@ ARCHITECTURES: dict[str, Architecture] = {
 """Every topology by name; a new one says explicitly whether it is concurrent."""
 
 
-def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int) -> Agent:
-    """Build the agent for ``architecture`` (see ``ARCHITECTURES``)."""
+def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int,
+               cell: str = "lstm") -> Agent:
+    """Build the agent for ``architecture`` (see ``ARCHITECTURES``) from ``cell`` (``CELLS``)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
     arch = ARCHITECTURES[architecture]
     if not arch.concurrent:
-        return Agent(arch.module(hidden, num_actions), 1)
-    return Agent(arch.module(hidden, num_actions, k_explore), k_explore)
+        return Agent(arch.module(hidden, num_actions, cell=cell), 1)
+    return Agent(arch.module(hidden, num_actions, k_explore, cell=cell), k_explore)

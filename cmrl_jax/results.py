@@ -11,6 +11,8 @@ A results folder (``--out``) of a table or of the generic command::
     <out>/<program>/eval.jsonl   one ``EvalRow`` per (update, run) (``eval_log``)
     <out>/<program>/checkpoints/<update>/   orbax checkpoints (``checkpoint``)
     <out>/<program>/damaged-checkpoints/    damaged steps, moved aside, never deleted
+    <out>/<program>/tensorboard/<run>/      event files (``--log tensorboard``, ``sinks``)
+    <out>/<program>/wandb/, wandb.json      W&B's files and run ids (``--log wandb``)
 
 Everything that reads or writes these goes through the names here. Metadata
 files are written whole or not at all (``write_text_atomic``), so a full disk
@@ -39,6 +41,9 @@ TABLE_JSON = "table.json"
 SWEEP_JSON = "sweep.json"
 CHECKPOINTS_DIR = "checkpoints"
 DAMAGED_DIR = "damaged-checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
+WANDB_IDS = "wandb.json"
 
 
 def figure_file(name: str) -> str:

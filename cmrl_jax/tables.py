@@ -20,6 +20,7 @@ from cmrl_jax.cli import parse_assignments
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, check_number, get_method
 from cmrl_jax.metrics import curves, summarize
 from cmrl_jax.results import EvalRow
+from cmrl_jax.sinks import parse_sinks
 
 PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
 """The four rows of the paper's Tables 1-3."""
@@ -91,10 +92,18 @@ class TableArgs:
     """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
     """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02)"""
+    cell: str = "lstm"
+    """memory cell of every program's topology: lstm or gru (cmrl_jax.cells)"""
+    log: tuple[str, ...] = field(default_factory=tuple)
+    """output sinks besides eval.jsonl, e.g. --log tensorboard,wandb (each needs its extra:
+    pip install 'cmrl-jax[tensorboard]'); a resumed folder may add or drop them"""
 
 
 # How a run is carried out, not what it computes: not part of a results folder's identity.
-RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed")
+RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed", "log")
+# Options newer than the first results folders, with the value they had: recorded only when
+# they differ from it, so those folders still resume.
+ADDED_LATER_OPTIONS = {"cell": "lstm"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(by_label)}")
     if len(set(methods)) != len(methods):
         raise ConfigError("--methods lists a method twice")
+    parse_sinks(args.log)  # unknown, or its extra missing: one line now
     if args.jobs < 0:
         raise ConfigError(f"--jobs must be >= 0, got {args.jobs}")
     if args.seeds < 1:
@@ -159,7 +169,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         check_number("--lambda-div", args.lambda_div)
     if args.sweep and args.learning_rate is not None:
         raise ConfigError("--sweep and --learning-rate exclude each other")
-    base = override_config(spec.base, args.extra)
+    base = override_config(dataclasses.replace(spec.base, cell=args.cell), args.extra)
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 
@@ -195,7 +205,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     from cmrl_jax.paths import results_path
 
     folder = results_path(args.out or f"results/{spec.name}")
-    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUNTIME_OPTIONS}
+    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUNTIME_OPTIONS
+           and not (k in ADDED_LATER_OPTIONS and ADDED_LATER_OPTIONS[k] == v)}
     exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
     return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
 

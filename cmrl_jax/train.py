@@ -85,7 +85,8 @@ def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
     """Environment, agent and meta-episode engine of ``cfg``."""
     env, env_params = make_env(cfg.env, **dict(cfg.env_kwargs))
     policy = make_policy(env.action_space(env_params))  # categorical or tanh-Gaussian head
-    agent = make_agent(cfg.architecture, cfg.hidden, policy.num_params, cfg.k_explore)
+    agent = make_agent(cfg.architecture, cfg.hidden, policy.num_params, cfg.k_explore,
+                       cfg.cell)
     return MetaEpisodeRunner(
         env,
         env_params,

@@ -85,13 +85,15 @@ def test_no_declaration_no_change():
     assert runner.step_params(p) is p
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_compact_step_equals_full_step(arch):
-    """One explore and one exploit step of every agent: compact input with folded parameters
-    == full input with the original ones; a wrong constant value would show."""
+def test_compact_step_equals_full_step(arch, cell):
+    """One explore and one exploit step of every agent and cell: compact input with folded
+    parameters (the cell's own rule) == full input with the original ones; a wrong constant
+    value would show."""
     env, params = ColorChoice(3), grid_params()
     k = 3
-    agent = make_agent(arch, 16, 3, k)
+    agent = make_agent(arch, 16, 3, k, cell)
     full = MetaEpisodeRunner(env, params, agent, concurrent=arch != "sequential", k_explore=k,
                              horizon=15, use_constant_inputs=False)
     fast = MetaEpisodeRunner(env, params, agent, concurrent=arch != "sequential", k_explore=k,

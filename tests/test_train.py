@@ -1,5 +1,6 @@
 """Training program, checkpoint resume, results folders, and bad input at the CLI."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -107,11 +108,31 @@ def test_config_json_round_trip():
     assert TrainConfig.from_json(TINY.to_json()) == TINY
 
 
+def test_a_field_added_later_keeps_older_folders_resumable():
+    """``cell`` came after the first folders: at its default it is not written (an older
+    config.json still matches), and a GRU config is told apart and round-trips."""
+    assert '"cell"' not in TINY.to_json()
+    gru = dataclasses.replace(TINY, cell="gru")
+    assert '"cell": "gru"' in gru.to_json() and TrainConfig.from_json(gru.to_json()) == gru
+
+
+def test_gru_trains_resumes_and_is_refused_by_an_lstm_folder(tmp_path):
+    """Every topology's cell is a parameter: the GRU program trains and learns something
+    (finite rows, parameters moved), and an LSTM config is refused on its folder."""
+    gru = dataclasses.replace(TINY, cell="gru")
+    rows = run_training(gru, tmp_path, progress=False)
+    assert [r.update for r in rows] == [0, 0, 2, 2, 4, 4]
+    assert all(np.isfinite(r.train["loss"]) for r in rows if r.update)
+    with pytest.raises(ConfigError, match="different config"):
+        run_training(TINY, tmp_path, progress=False)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
         ({"env": "nope"}, "unknown env"),
         ({"architecture": "gru"}, "unknown architecture"),
+        ({"cell": "transformer"}, "unknown cell 'transformer'; known: lstm, gru"),
         ({"k_explore": 0}, "k_explore"),
         ({"batch_size": 0}, "batch_size"),
         ({"num_updates": -5}, "num_updates"),
@@ -150,6 +171,7 @@ def test_config_validation(change, message):
         (["--lambda-div", "-1"], "--lambda-div"),
         (["--extra", "k_explore=0"], "k_explore"),
         (["--extra", "nonsense=1"], "unknown or fixed"),
+        (["--cell", "transformer"], "unknown cell 'transformer'; known: lstm, gru"),
     ],
 )
 def test_cli_bad_input(argv, message, tmp_path, capsys):
