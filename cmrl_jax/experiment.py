@@ -189,14 +189,14 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     result = {"methods": ours, "sweep": sweep_report}
     if not main:  # process 0 writes the table, the figure and the report
         return result
-    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
-        print(line, file=sys.stderr, flush=True)
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),
                       spec.title, spec.num_goals, visited=spec.visited_goals)
     print()
-    print(table)
+    print(table, flush=True)
+    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
+        print(line, file=sys.stderr, flush=True)  # after the table, where it is read
     if sweep_report:
         for m, r in sweep_report.items():
             print(f"sweep {m}: chosen learning rate {r['chosen_learning_rate']:g}")
