@@ -171,6 +171,38 @@ def test_figure_on_a_full_disk_is_one_line_and_keeps_the_old_file(results, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
 
 
+def test_figures_use_the_newest_intact_checkpoint_or_refuse_in_one_line(results, tmp_path,
+                                                                        capsys):
+    """The newest step truncated: the figure says which step it uses and draws the older
+    one (nothing is moved: a reader never changes a folder); every step damaged: one line,
+    exit 2."""
+    import shutil
+
+    folder = tmp_path / "t2"
+    shutil.copytree(results, folder)
+    steps = folder / "sequential" / "checkpoints"
+    shutil.copytree(steps / "1", steps / "2")  # a second, newer step ...
+
+    def damage(step):
+        for f in (steps / step).rglob("*"):
+            if f.is_file() and f.stat().st_size:
+                f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+    damage("2")  # ... cut in half by a full disk or a kill
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    png = tmp_path / "episode.png"
+    episode_figure.main(["--results", str(folder), "--method", "ERL2", "--out", str(png)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: {steps}: step 2 cannot be read; using step 1"]
+    assert png.is_file() and sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    damage("1")
+    with pytest.raises(SystemExit) as exc:
+        episode_figure.main(["--results", str(folder), "--method", "ERL2", "--out", str(png)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no checkpoint in {steps} can be read"), err
+
+
 @pytest.mark.parametrize("method", ["ERL2", "Max-Until-Exploit"])
 def test_episode_figure_replays_every_rollout(results, tmp_path, method):
     png = tmp_path / "episode.png"
