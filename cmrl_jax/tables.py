@@ -296,5 +296,6 @@ def _baseline(cfg: TrainConfig) -> Baseline:
 
 def baseline(cfg: TrainConfig) -> Baseline:
     """The ``Baseline`` of ``cfg``'s env, K and H (one small compiled program, computed once
-    per process for each)."""
-    return _baseline(dataclasses.replace(cfg, architecture="sequential", hidden=1, runs=()))
+    per process for each: nothing else of ``cfg`` changes what acting blindly scores)."""
+    return _baseline(TrainConfig(env=cfg.env, env_kwargs=cfg.env_kwargs, k_explore=cfg.k_explore,
+                                 horizon=cfg.horizon, architecture="sequential", hidden=1))
