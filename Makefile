@@ -47,9 +47,10 @@ reproduce-table3: $(STAMP)
 reproduce-table4: $(STAMP)
 	$(BIN)/python -m experiments.table4 $(ARGS)
 
-# `make test`: everything but the few end-to-end runs of minutes (under 10 minutes on
-# 2 cores); `make test-slow`: those (kills and signals on a table, two processes killed
-# and resumed, the device script at smoke size). CI (.ci/run) runs both.
+# `make test`: everything but the few end-to-end runs of a minute or more (under 10
+# minutes on 2 cores); `make test-slow`: those (kills and signals on a table, two
+# processes killed and resumed, the device script at smoke size, the multi-device
+# layouts and the four-device resume). CI (.ci/run) runs both.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(ARGS)
 

@@ -169,6 +169,7 @@ def _numbers(x, path=""):
     return {path: x}
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 def test_layouts_give_the_same_table(layouts):
     """1 vs 2 vs 4 devices, runs-sharded and data-sharded: the same table.json."""
     out, stdout = layouts
@@ -185,6 +186,7 @@ def test_layouts_give_the_same_table(layouts):
                 assert value == ref, (name, key, value, ref)
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 def test_layouts_train_alike_and_record_their_mesh(layouts):
     """The logged training losses agree; runtime.jsonl names each layout's mesh."""
     out, _ = layouts
@@ -227,6 +229,7 @@ def _reshard_cfg():
 RESHARD_CFG = _reshard_cfg()
 
 
+@pytest.mark.slow  # make test-slow (CI runs it after make test)
 def test_folder_trained_on_four_devices_resumes_on_one(tmp_path):
     """Checkpoints saved sharded (runs 2 x data 2) restore onto a single device and the
     resumed run logs what an uninterrupted one-device run logs."""
