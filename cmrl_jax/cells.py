@@ -25,16 +25,21 @@ import jax.numpy as jnp
 from cmrl_jax.inputs import InputCompaction
 
 
+def _fold(kernel, bias, keep, const, values):
+    """``W x + b`` for the compact input: (W[keep], b + W[const] c)."""
+    return kernel[keep], bias + jnp.asarray(values) @ kernel[const]
+
+
 def compact_lstm(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: int = 0):
     """An ``nn.OptimizedLSTMCell``'s params for the compact input: its input kernels
     ``i{i,f,g,o}`` have no bias, so the constant share joins the hidden ones' ``h*``."""
     keep, const, values = compaction.rows(blocks, tail)
     cell = dict(cell)
     for gate in "ifgo":
-        kernel = cell[f"i{gate}"]["kernel"]
-        cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel[keep]}
-        h = cell[f"h{gate}"]
-        cell[f"h{gate}"] = {**h, "bias": h["bias"] + jnp.asarray(values) @ kernel[const]}
+        kernel, bias = _fold(cell[f"i{gate}"]["kernel"], cell[f"h{gate}"]["bias"], keep, const,
+                             values)
+        cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel}
+        cell[f"h{gate}"] = {**cell[f"h{gate}"], "bias": bias}
     return cell
 
 
@@ -46,8 +51,8 @@ def compact_gru(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: 
     cell = dict(cell)
     for gate in "rzn":
         dense = cell[f"i{gate}"]
-        cell[f"i{gate}"] = {"kernel": dense["kernel"][keep],
-                            "bias": dense["bias"] + jnp.asarray(values) @ dense["kernel"][const]}
+        kernel, bias = _fold(dense["kernel"], dense["bias"], keep, const, values)
+        cell[f"i{gate}"] = {"kernel": kernel, "bias": bias}
     return cell
 
 

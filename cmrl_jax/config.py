@@ -101,6 +101,12 @@ ADDED_LATER = {"cell": "lstm"}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
 
 
+def without_added_later(d: dict, added_later: dict) -> dict:
+    """``d`` without the keys of ``added_later`` that hold their default there: what a
+    folder made before those keys existed recorded, so it still matches and resumes."""
+    return {k: v for k, v in d.items() if not (k in added_later and added_later[k] == v)}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Static configuration of one compiled training program."""
@@ -211,10 +217,7 @@ class TrainConfig:
         """Canonical JSON (used to recognise a results folder's config). Fields added after
         folders were first written (``ADDED_LATER``) appear only when they differ from
         their default, so those folders' configs still match and resume."""
-        d = dataclasses.asdict(self)
-        for name, default in ADDED_LATER.items():
-            if d[name] == default:
-                del d[name]
+        d = without_added_later(dataclasses.asdict(self), ADDED_LATER)
         return json.dumps(d, sort_keys=True, indent=1)
 
     @staticmethod

@@ -24,7 +24,7 @@ from cmrl_jax.cli import (
 from cmrl_jax.config import ConfigError, get_method
 from cmrl_jax.metrics import clean_json, curves, improvement, render_table, summarize
 from cmrl_jax.results import EvalRow, figure_file, write_table
-from cmrl_jax.sinks import factories, parse_sinks
+from cmrl_jax.sinks import factories
 from cmrl_jax.tables import (
     Plan,
     TableArgs,
@@ -35,7 +35,7 @@ from cmrl_jax.tables import (
     select_best,
 )
 
-BASELINE_ROW = "ERL2"
+IMPROVEMENT_OVER = "ERL2"
 """The row every CMRL row is compared with (the paper's strongest sequential baseline)."""
 
 
@@ -151,7 +151,7 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     if facts["process_count"] > 1:
         jobs = 1
     pool = ThreadPoolExecutor(max_workers=jobs)
-    sinks = factories(parse_sinks(args.log))
+    sinks = factories(plan.sinks)
     futures = [
         pool.submit(run_training, cfg, plan.folder / name, label=name,
                     progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks)
@@ -165,10 +165,10 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     cs = curves(rows)
     methods = [r.label for r in spec.rows if r.label in cs]
     ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
-    if BASELINE_ROW in ours:  # CMRL rows against ERL2: the probability of improvement
+    if IMPROVEMENT_OVER in ours:  # CMRL rows against ERL2: the probability of improvement
         for r in spec.rows:
             if r.label in ours and get_method(r.method).concurrent:
-                better = improvement(cs[r.label], cs[BASELINE_ROW], BASELINE_ROW)
+                better = improvement(cs[r.label], cs[IMPROVEMENT_OVER], IMPROVEMENT_OVER)
                 if better is not None:
                     ours[r.label]["probability_of_improvement"] = better
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
@@ -179,6 +179,9 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     paper = {} if changed else spec.paper
     table = render_table(ours, paper, spec.thresholds, spec.title, not_in_paper,
                          visited=spec.visited_goals)
+    result = {"methods": ours, "sweep": sweep_report}
+    if not main:  # process 0 writes the table, the figure and the report
+        return result
     reference = baseline(first)  # under every table: what success means, acting blindly
     table += "\n" + reference.lines() + "\n"
     if changed:
@@ -186,9 +189,6 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
                   "table's setting only.\n")
     elif spec.oracle is not None:
         table += "\n" + spec.oracle() + "\n"
-    result = {"methods": ours, "sweep": sweep_report}
-    if not main:  # process 0 writes the table, the figure and the report
-        return result
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),

@@ -65,11 +65,11 @@ class InputCompaction:
 
     The engine then feeds the agent only the ``keep`` features of its full
     input (in that order); ``compact_params`` turns parameters made for the
-    full input into parameters for that narrower one. For every LSTM input
-    product, W x + b = W[keep] x[keep] + (b + W[const] c): the rows of the
-    constant features leave the kernel and their share joins the bias, computed
-    once per call. Gradients are those of the full product (d/dW[const] =
-    c (x) d/db), up to float reassociation.
+    full input into parameters for that narrower one (each cell's rule:
+    ``cmrl_jax.cells``). For every input product, W x + b = W[keep] x[keep] +
+    (b + W[const] c): the rows of the constant features leave the kernel and
+    their share joins a bias, computed once per call. Gradients are those of
+    the full product (d/dW[const] = c (x) d/db), up to float reassociation.
     """
 
     full_dim: int  # width of the full agent input (the parameters')

@@ -24,6 +24,7 @@ process 0 only (multi-host: the loop opens none elsewhere).
 
 import importlib.util
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -32,7 +33,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cmrl_jax.errors import ConfigError
-from cmrl_jax.results import TENSORBOARD_DIR, WANDB_DIR, WANDB_IDS, EvalRow, safe_name
+from cmrl_jax.results import (
+    TENSORBOARD_DIR,
+    WANDB_DIR,
+    WANDB_IDS,
+    EvalRow,
+    safe_name,
+    write_text_atomic,
+)
 
 EVAL_FIELDS = ("success", "visited_goals", "explore_return", "exploit_return")
 """The evaluation fields every sink receives as ``eval/<field>``."""
@@ -117,10 +125,6 @@ class WandbSink:
 
     def _run(self, index: int):
         """The W&B run of run ``index`` (started, or resumed by its kept id)."""
-        import os
-
-        from cmrl_jax.results import write_text_atomic
-
         if index in self.runs:
             return self.runs[index]
         key = str(index)

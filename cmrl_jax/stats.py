@@ -10,8 +10,8 @@ Every table row is one task and a few seeds (runs). Following rliable
   ``scipy.stats.trim_mean(x, 0.25)``) where there are at least 5 runs;
 - the probability of improvement P(X > Y): the chance that a run of one method
   beats a run of the other (ties count half), the Mann-Whitney U statistic over
-  n m (``scipy.stats.mannwhitneyu``), with its bootstrap interval over both
-  methods' seeds resampled independently.
+  n m, with its bootstrap interval over both methods' seeds resampled
+  independently.
 
 Resampling is seeded (``SEED``): the same rows give the same table.
 """
@@ -34,10 +34,6 @@ class Interval:
     lo: float
     hi: float
 
-    def scaled(self, factor: float) -> "Interval":
-        """The same interval in other units (e.g. fractions -> percent)."""
-        return Interval(self.estimate * factor, self.lo * factor, self.hi * factor)
-
     def to_json(self) -> list[float]:
         """``[lo, hi]``, as table.json stores an interval."""
         return [self.lo, self.hi]
@@ -57,15 +53,22 @@ def _bootstrap(samples: tuple[np.ndarray, ...], statistic, vectorized: bool) -> 
     return float(ci.low), float(ci.high)
 
 
+def _interval(values, statistic, min_runs: int) -> Interval | None:
+    """[S] per-seed values -> ``statistic`` with a 95 % bootstrap interval (None: fewer than
+    ``min_runs`` seeds)."""
+    x = np.asarray(values, np.float64)
+    if x.size < min_runs:
+        return None
+    point = float(statistic(x))
+    if np.all(x == x[0]):  # every resample is the same: no spread (scipy warns)
+        return Interval(point, point, point)
+    lo, hi = _bootstrap((x,), statistic, vectorized=True)
+    return Interval(point, lo, hi)
+
+
 def mean_interval(values) -> Interval | None:
     """[S] per-seed values -> their mean with a 95 % bootstrap interval (None: < 2 seeds)."""
-    x = np.asarray(values, np.float64)
-    if x.size < 2:
-        return None
-    if np.all(x == x[0]):  # every resample is the same: no spread (scipy warns)
-        return Interval(float(x[0]), float(x[0]), float(x[0]))
-    lo, hi = _bootstrap((x,), np.mean, vectorized=True)
-    return Interval(float(x.mean()), lo, hi)
+    return _interval(values, np.mean, 2)
 
 
 def iqm(values, axis: int = -1):
@@ -77,21 +80,20 @@ def iqm(values, axis: int = -1):
 
 def iqm_interval(values) -> Interval | None:
     """[S] -> their IQM with a 95 % bootstrap interval (None: fewer than 5 runs)."""
-    x = np.asarray(values, np.float64)
-    if x.size < IQM_MIN_RUNS:
-        return None
-    if np.all(x == x[0]):
-        return Interval(float(x[0]), float(x[0]), float(x[0]))
-    lo, hi = _bootstrap((x,), iqm, vectorized=True)
-    return Interval(float(iqm(x)), lo, hi)
+    return _interval(values, iqm, IQM_MIN_RUNS)
+
+
+def _wins(a, b, axis: int = -1):
+    """[..., N], [..., M] -> [...]: the share of pairs where ``a`` beats ``b`` (ties half)."""
+    a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
+    d = a[..., :, None] - b[..., None, :]
+    return np.mean((d > 0) + 0.5 * (d == 0), axis=(-2, -1))
 
 
 def probability_of_improvement(x, y) -> float:
-    """[N], [M] -> P(X > Y) + P(X = Y) / 2 over all N M pairs of runs (Mann-Whitney U / NM)."""
-    from scipy import stats
-
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    return float(stats.mannwhitneyu(x, y, alternative="two-sided").statistic / (x.size * y.size))
+    """[N], [M] -> P(X > Y) + P(X = Y) / 2 over all N M pairs of runs (the Mann-Whitney U
+    statistic over N M)."""
+    return float(_wins(np.asarray(x, np.float64), np.asarray(y, np.float64)))
 
 
 def improvement_interval(x, y) -> Interval | None:
@@ -103,12 +105,5 @@ def improvement_interval(x, y) -> Interval | None:
     point = probability_of_improvement(x, y)
     if np.all(x == x[0]) and np.all(y == y[0]):
         return Interval(point, point, point)
-
-    def pairs(a, b, axis=-1):
-        """The same statistic on resampled batches: [..., N], [..., M] -> [...]."""
-        a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
-        d = a[..., :, None] - b[..., None, :]
-        return np.mean((d > 0) + 0.5 * (d == 0), axis=(-2, -1))
-
-    lo, hi = _bootstrap((x, y), pairs, vectorized=True)
+    lo, hi = _bootstrap((x, y), _wins, vectorized=True)
     return Interval(point, lo, hi)

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cmrl_jax.cli import parse_assignments
-from cmrl_jax.config import ConfigError, RunSpec, TrainConfig, check_number, get_method
+from cmrl_jax.config import (
+    ConfigError,
+    RunSpec,
+    TrainConfig,
+    check_number,
+    get_method,
+    without_added_later,
+)
 from cmrl_jax.metrics import curves, summarize
 from cmrl_jax.results import EvalRow
 from cmrl_jax.sinks import parse_sinks
@@ -113,6 +120,7 @@ class Plan:
     folder: Path  # or an object store's epath.Path (cmrl_jax.paths.results_path)
     experiment_json: str
     programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
+    sinks: tuple[str, ...] = ()  # --log, checked (cmrl_jax.sinks.parse_sinks)
 
 
 def paper_row(auc: float, final: float, std: float, visited: float,
@@ -148,7 +156,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             raise ConfigError(f"unknown method {m!r}; choose from: {', '.join(by_label)}")
     if len(set(methods)) != len(methods):
         raise ConfigError("--methods lists a method twice")
-    parse_sinks(args.log)  # unknown, or its extra missing: one line now
+    sinks = parse_sinks(args.log)  # unknown, or its extra missing: one line now
     if args.jobs < 0:
         raise ConfigError(f"--jobs must be >= 0, got {args.jobs}")
     if args.seeds < 1:
@@ -205,10 +213,10 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     from cmrl_jax.paths import results_path
 
     folder = results_path(args.out or f"results/{spec.name}")
-    exp = {k: v for k, v in dataclasses.asdict(args).items() if k not in RUNTIME_OPTIONS
-           and not (k in ADDED_LATER_OPTIONS and ADDED_LATER_OPTIONS[k] == v)}
+    exp = without_added_later({k: v for k, v in dataclasses.asdict(args).items()
+                               if k not in RUNTIME_OPTIONS}, ADDED_LATER_OPTIONS)
     exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
-    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs))
+    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs), sinks)
 
 
 def claim(plan: Plan) -> None:

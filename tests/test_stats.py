@@ -36,6 +36,12 @@ def test_probability_of_improvement_by_hand():
     mixed = stats.improvement_interval([1.0, 2.0, 3.0], [2.0, 2.0])
     assert mixed.lo < 0.5 < mixed.hi
     assert stats.improvement_interval([1.0], [0.0, 1.0]) is None
+    from scipy.stats import mannwhitneyu  # the same statistic: U / (N M)
+
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 4, 7).astype(float), rng.integers(0, 4, 5).astype(float)  # ties
+    assert stats.probability_of_improvement(x, y) == pytest.approx(
+        mannwhitneyu(x, y).statistic / 35)
 
 
 def _curve(finals):
