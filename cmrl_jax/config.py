@@ -15,6 +15,7 @@ from typing import Any
 from cmrl_jax.cells import CELLS
 from cmrl_jax.divergence import DIVERGENCES
 from cmrl_jax.errors import ConfigError
+from cmrl_jax.learners import LEARNERS
 from cmrl_jax.networks import ARCHITECTURES
 from cmrl_jax.rewards import SCHEMES
 
@@ -78,6 +79,9 @@ class RunSpec:
     learning_rate: float
     lambda_div: float = 0.0
     label: str = ""  # table row; defaults to the method's name
+    # This run's values of the learner's traced options (e.g. PPO's clip), over the
+    # config's ``learner_options``: runs that differ only here share one program.
+    learner_options: tuple[tuple[str, float], ...] = ()
 
     @property
     def row(self) -> str:
@@ -97,8 +101,10 @@ class RunSpec:
         check_number("lambda_div", self.lambda_div)
 
 
-ADDED_LATER = {"cell": "lstm"}
+ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": ()}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
+RUN_ADDED_LATER = {"learner_options": ()}
+"""The same for RunSpec fields."""
 
 
 def without_added_later(d: dict, added_later: dict) -> dict:
@@ -138,6 +144,8 @@ class TrainConfig:
     eval_greedy: bool = False
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
     cell: str = "lstm"  # the memory cell of every topology (networks: cells.CELLS)
+    learner: str = "a2c"  # what turns meta-episodes into updates (learners.LEARNERS)
+    learner_options: tuple[tuple[str, Any], ...] = ()  # the learner's options (its defaults)
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -166,6 +174,8 @@ class TrainConfig:
             )
         if self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
+        if self.learner not in LEARNERS:
+            raise ConfigError(f"unknown learner {self.learner!r}; known: {', '.join(LEARNERS)}")
         if self.divergence not in DIVERGENCES:
             raise ConfigError(
                 f"unknown divergence {self.divergence!r}; known: {', '.join(DIVERGENCES)}"
@@ -207,6 +217,7 @@ class TrainConfig:
         for scheme in {get_method(r.method).scheme for r in self.runs}:
             if scheme not in SCHEMES:
                 raise ConfigError(f"unknown reward scheme {scheme!r}")
+        LEARNERS[self.learner].check(self)  # its options, and the runs' values of them
 
     @property
     def concurrent(self) -> bool:
@@ -218,12 +229,16 @@ class TrainConfig:
         folders were first written (``ADDED_LATER``) appear only when they differ from
         their default, so those folders' configs still match and resume."""
         d = without_added_later(dataclasses.asdict(self), ADDED_LATER)
+        d["runs"] = [without_added_later(r, RUN_ADDED_LATER) for r in d["runs"]]
         return json.dumps(d, sort_keys=True, indent=1)
 
     @staticmethod
     def from_json(text: str) -> "TrainConfig":
         """Inverse of ``to_json``."""
         d = json.loads(text)
-        d["env_kwargs"] = tuple(tuple(kv) for kv in d["env_kwargs"])
-        d["runs"] = tuple(RunSpec(**r) for r in d["runs"])
+        pairs = lambda items: tuple(tuple(kv) for kv in items)  # noqa: E731
+        d["env_kwargs"] = pairs(d["env_kwargs"])
+        d["learner_options"] = pairs(d.get("learner_options", ()))
+        d["runs"] = tuple(RunSpec(**(r | {"learner_options": pairs(r.get("learner_options", ()))}))
+                          for r in d["runs"])
         return TrainConfig(**d)

@@ -72,6 +72,10 @@ class MetaEpisode(NamedTuple):
     explore: Transition
     exploit: Transition
     success: jax.Array | None = None  # bool: the env's success of this meta-episode (engine)
+    # The hand-off step's input [R, D] and which rollouts it steps [R] (their result was
+    # still pending): with the stored inputs, what ``replay`` needs to rebuild the memory.
+    handoff_x: jax.Array | None = None
+    handoff_steps: jax.Array | None = None
 
 
 class SubEpisode(NamedTuple):
@@ -346,7 +350,9 @@ class MetaEpisodeRunner:
         memory = self._handoff(step_params, final)
         exploit = self._exploit(step_params, task, memory, k_exploit, greedy)
         success = self.success_fn(exploit, task, self.env_params)
-        return MetaEpisode(explore=explore, exploit=exploit, success=success), task
+        episode = MetaEpisode(explore=explore, exploit=exploit, success=success,
+                              handoff_x=self._input(final), handoff_steps=final.pending)
+        return episode, task
 
     def memory_steps(self, live: jax.Array) -> jax.Array:
         """Which explore slots step the memory, from which are live: bool [T, R] -> [T, R].
@@ -359,6 +365,40 @@ class MetaEpisodeRunner:
             return live
         before = jnp.concatenate([jnp.zeros_like(live[:1]), live[:-1]], axis=0)
         return live | before
+
+    def replay(self, params, ep: MetaEpisode):
+        """Re-run the agent over a meta-episode's stored inputs, from its initial memory:
+        what a collect-then-learn learner differentiates (full backpropagation through the
+        meta-episode).
+
+        ``ep`` as ``run`` returns it (stored inputs ``Transition.x``, live masks, the
+        hand-off input). The memory steps exactly where it stepped in the run (explore:
+        ``memory_steps``; the hand-off; exploit: live decisions), so replaying with the
+        collecting parameters reproduces the run's heads.
+
+        Returns:
+            (explore logits [T_e, R, P], explore values [T_e, R],
+             exploit logits [H, 1, P], exploit values [H, 1]).
+        """
+        params = self.step_params(params)
+        agent = self.agent
+
+        def scan_steps(step, memory, x, steps):
+            def body(memory, xs):
+                memory, logits, value = step(params, memory, *xs)
+                return memory, (logits, value)
+
+            return jax.lax.scan(body, memory, (x, steps), unroll=x.shape[0] <= 4)
+
+        e, x = ep.explore, ep.exploit
+        memory, (e_logits, e_value) = scan_steps(
+            agent.explore_step, agent.explore_carry(params), e.x, self.memory_steps(e.live)
+        )
+        memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
+        _, (x_logits, x_value) = scan_steps(
+            agent.exploit_step, agent.exploit_carry(params, memory), x.x, x.live
+        )
+        return e_logits, e_value, x_logits, x_value
 
     def rerun_explore(self, params, x: jax.Array, live: jax.Array):
         """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A].

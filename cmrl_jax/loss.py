@@ -1,16 +1,27 @@
-"""The meta-episode loss: A2C over explore and exploit phases minus lambda_div * L_D."""
+"""The meta-episode losses: A2C or PPO over explore and exploit phases minus lambda_div * L_D.
 
-from typing import NamedTuple
+A2C's loss is fused with collection (``meta_episode_loss``: one forward pass,
+differentiated). PPO collects first (``collect``: the meta-episode, the
+collecting policy's log-probabilities, GAE advantages) and differentiates a
+replay of the stored inputs (``ppo_meta_episode_loss``). Both use the same
+reward schemes (``training_rewards``) and the same divergence term
+(``divergence_loss``).
+"""
+
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from cmrl_jax.a2c import a2c_terms, discounted_returns
-from cmrl_jax.config import TrainConfig
 from cmrl_jax.divergence import cross_divergence
-from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner
+from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner, Transition
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
+from cmrl_jax.ppo import gae, ppo_terms
 from cmrl_jax.rewards import apply_scheme
+
+if TYPE_CHECKING:  # the config imports the learners, which import this module
+    from cmrl_jax.config import TrainConfig
 
 
 class LossInfo(NamedTuple):
@@ -51,9 +62,47 @@ def meta_episode_returns(ep: MetaEpisode, train_rewards: jax.Array, gamma: float
     return g_explore, g_exploit
 
 
+def meta_episode_advantages(ep: MetaEpisode, train_rewards: jax.Array, gamma: float,
+                            lam: jax.Array):
+    """GAE(lambda) advantages of explore [T_e, R] and exploit [H, 1] steps (0 where masked).
+
+    As ``meta_episode_returns``: each explore rollout's decisions continue into the
+    exploit sub-episode, so its last live step bootstraps from the exploit's first value
+    and advantage; the exploit sub-episode ends the meta-episode (0, 0). Explore rewards
+    are the scheme's (``training_rewards``), exploit rewards raw.
+    """
+    x = ep.exploit
+    adv_x = gae(x.reward, x.value, x.live, jnp.zeros((1,)), jnp.zeros((1,)), gamma, lam)
+    r = train_rewards.shape[1]
+    adv_e = gae(train_rewards, ep.explore.value, ep.explore.live,
+                jnp.broadcast_to(x.value[0, 0], (r,)), jnp.broadcast_to(adv_x[0, 0], (r,)),
+                gamma, lam)
+    return adv_e, adv_x
+
+
+def divergence_loss(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, logits: jax.Array,
+                    explore: Transition, perms: jax.Array) -> jax.Array:
+    """L_D of one concurrent explore phase (scalar; 0 for a sequential program).
+
+    ``logits`` [T, K, P]: the explore heads under ``params`` (the run's own, or a
+    replay's); each derangement in ``perms`` [num_derangements, K] re-runs the explore
+    network on the permuted rollouts' inputs. Summed over rollouts and live explore
+    steps, averaged over the derangements.
+    """
+    e = explore
+    l_div = jnp.zeros(())
+    if cfg.concurrent:
+        div = runner.policy.divergence(cfg.divergence)
+        for perm in perms:
+            cross = runner.rerun_explore(params, e.x[:, perm], e.live[:, perm])
+            l_div += cross_divergence(logits, cross, perm, e.live, div)
+        l_div /= cfg.num_derangements
+    return l_div
+
+
 def meta_episode_loss(
     runner: MetaEpisodeRunner,
-    cfg: TrainConfig,
+    cfg: "TrainConfig",
     params,
     key: jax.Array,
     perms: jax.Array,
@@ -87,14 +136,7 @@ def meta_episode_loss(
         - entropy_exploit * tx.entropy
     ) / slots
 
-    l_div = jnp.zeros(())
-    if cfg.concurrent:
-        div = runner.policy.divergence(cfg.divergence)
-        for perm in perms:
-            cross = runner.rerun_explore(params, e.x[:, perm], e.live[:, perm])
-            l_div += cross_divergence(e.logits, cross, perm, e.live, div)
-        l_div /= cfg.num_derangements
-
+    l_div = divergence_loss(runner, cfg, params, e.logits, e, perms)
     info = LossInfo(
         a2c=a2c,
         divergence=l_div,
@@ -103,3 +145,100 @@ def meta_episode_loss(
         stats=episode_stats(ep),
     )
     return a2c - lambda_div * l_div, info
+
+
+class Collected(NamedTuple):
+    """A meta-episode and what PPO keeps of the policy that collected it.
+
+    Leaves as ``MetaEpisode``'s (explore [T_e, R], exploit [H, 1]); a leading batch
+    axis when vmapped.
+    """
+
+    episode: MetaEpisode
+    logp_explore: jax.Array  # float32 [T_e, R]   log pi_old(a)
+    logp_exploit: jax.Array  # float32 [H, 1]
+    advantage_explore: jax.Array  # float32 [T_e, R]   GAE, 0 where masked
+    advantage_exploit: jax.Array  # float32 [H, 1]
+
+
+def collect(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, key: jax.Array,
+            scheme: jax.Array, gae_lambda: jax.Array) -> Collected:
+    """Run one meta-episode with fixed ``params`` (no gradient) and compute what PPO's
+    epochs need from it: log-probabilities of the taken actions and GAE advantages."""
+    params = jax.lax.stop_gradient(params)
+    ep = runner.run(params, key)
+    train_r = training_rewards(ep, scheme, cfg.k_explore, cfg.concurrent)
+    adv_e, adv_x = meta_episode_advantages(ep, train_r, cfg.gamma, gae_lambda)
+    logp = runner.policy.log_prob
+    return Collected(
+        episode=ep,
+        logp_explore=logp(ep.explore.logits, ep.explore.action),
+        logp_exploit=logp(ep.exploit.logits, ep.exploit.action),
+        advantage_explore=adv_e,
+        advantage_exploit=adv_x,
+    )
+
+
+class PPOInfo(NamedTuple):
+    """Diagnostics of one meta-episode's PPO loss (scalars)."""
+
+    ppo: jax.Array  # the PPO loss (before lambda_div * L_D)
+    divergence: jax.Array
+    entropy_explore: jax.Array  # mean per live explore decision
+    entropy_exploit: jax.Array
+    approx_kl: jax.Array  # mean per live decision
+    clip_fraction: jax.Array  # fraction of live decisions whose ratio left [1 - eps, 1 + eps]
+
+
+def ppo_meta_episode_loss(
+    runner: MetaEpisodeRunner,
+    cfg: "TrainConfig",
+    params,
+    c: Collected,
+    advantages: tuple[jax.Array, jax.Array],
+    perms: jax.Array,
+    lambda_div: jax.Array,
+    entropy_explore: jax.Array,
+    entropy_exploit: jax.Array,
+    clip: jax.Array,
+    value_clip: jax.Array,
+) -> tuple[jax.Array, PPOInfo]:
+    """PPO's loss of one collected meta-episode under ``params`` (scalar) and diagnostics.
+
+    The agent replays the stored inputs from the meta-episode's initial memory
+    (``MetaEpisodeRunner.replay``). ``advantages`` (explore [T_e, R], exploit [H, 1]) are
+    the ones the policy term uses (``c``'s, possibly normalised); the value targets are
+    ``c``'s raw advantages plus the collected values. Normalised per decision slot as
+    A2C's loss (``meta_episode_loss``); the same divergence term.
+    """
+    ep = c.episode
+    e, x = ep.explore, ep.exploit
+    e_logits, e_value, x_logits, x_value = runner.replay(params, ep)
+    policy = runner.policy
+
+    def terms(logits, value, t: Transition, old_logp, adv, raw_adv):
+        return ppo_terms(policy.log_prob(logits, t.action), old_logp, adv, value, t.value,
+                         raw_adv + t.value, policy.entropy(logits, t.action), t.live, clip,
+                         value_clip)
+
+    te = terms(e_logits, e_value, e, c.logp_explore, advantages[0], c.advantage_explore)
+    tx = terms(x_logits, x_value, x, c.logp_exploit, advantages[1], c.advantage_exploit)
+    slots = e.live.size + x.live.size
+    ppo = (
+        te.policy
+        + tx.policy
+        + cfg.value_coef * (te.value + tx.value)
+        - entropy_explore * te.entropy
+        - entropy_exploit * tx.entropy
+    ) / slots
+    l_div = divergence_loss(runner, cfg, params, e_logits, e, perms)
+    live = jnp.maximum(jnp.sum(e.live) + jnp.sum(x.live), 1)
+    info = PPOInfo(
+        ppo=ppo,
+        divergence=l_div,
+        entropy_explore=te.entropy / jnp.maximum(jnp.sum(e.live), 1),
+        entropy_exploit=tx.entropy / jnp.maximum(jnp.sum(x.live), 1),
+        approx_kl=(te.approx_kl + tx.approx_kl) / live,
+        clip_fraction=(te.clipped + tx.clipped) / live,
+    )
+    return ppo - lambda_div * l_div, info

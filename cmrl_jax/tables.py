@@ -25,6 +25,7 @@ from cmrl_jax.config import (
     get_method,
     without_added_later,
 )
+from cmrl_jax.learners import get_learner
 from cmrl_jax.metrics import curves, summarize
 from cmrl_jax.results import EvalRow
 from cmrl_jax.sinks import parse_sinks
@@ -101,6 +102,11 @@ class TableArgs:
     """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02)"""
     cell: str = "lstm"
     """memory cell of every program's topology: lstm or gru (cmrl_jax.cells)"""
+    learner: str = "a2c"
+    """what turns meta-episodes into updates: a2c or ppo (cmrl_jax.learners)"""
+    learner_option: tuple[str, ...] = field(default_factory=tuple)
+    """the learner's options as KEY=VALUE (ppo: epochs, minibatches, clip, gae_lambda,
+    value_clip, normalize_advantages)"""
     log: tuple[str, ...] = field(default_factory=tuple)
     """output sinks besides eval.jsonl, e.g. --log tensorboard,wandb (each needs its extra:
     pip install 'cmrl-jax[tensorboard]'); a resumed folder may add or drop them"""
@@ -110,7 +116,7 @@ class TableArgs:
 RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed", "log")
 # Options newer than the first results folders, with the value they had: recorded only when
 # they differ from it, so those folders still resume.
-ADDED_LATER_OPTIONS = {"cell": "lstm"}
+ADDED_LATER_OPTIONS = {"cell": "lstm", "learner": "a2c", "learner_option": ()}
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ def paper_row(auc: float, final: float, std: float, visited: float,
 
 def override_config(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
     """Apply ``--extra`` KEY=VALUE overrides, typed like the field they replace."""
-    fixed = ("runs", "env", "env_kwargs", "architecture")
+    fixed = ("runs", "env", "env_kwargs", "architecture", "learner", "learner_options")
     known = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in fixed}
     changes = parse_assignments("--extra", extra, known,
@@ -177,7 +183,16 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         check_number("--lambda-div", args.lambda_div)
     if args.sweep and args.learning_rate is not None:
         raise ConfigError("--sweep and --learning-rate exclude each other")
-    base = override_config(dataclasses.replace(spec.base, cell=args.cell), args.extra)
+    learner = get_learner(args.learner)
+    learner_options = parse_assignments(
+        "--learner-option", args.learner_option,
+        {k: o.default for k, o in learner.options.items()},
+        lambda key: f"learner {learner.name} has no option {key!r}; its options: "
+                    f"{', '.join(learner.options) or 'none'}")
+    learner.resolve(dict(learner_options))  # values: one line now
+    base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
+                               learner_options=learner_options)
+    base = override_config(base, args.extra)
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 

@@ -1,11 +1,11 @@
-"""``make_train``: a chunk of A2C updates for many runs as one compiled program.
+"""``make_train``: a chunk of updates (any learner's) for many runs as one compiled program.
 
 Runs (seeds x methods x learning rates sharing one architecture) are vmapped;
 updates are a ``lax.scan``; Python only loops over chunks (see ``loop.py``).
 """
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ from cmrl_jax.divergence import sample_derangement
 from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.envspec import resolve_success
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
-from cmrl_jax.loss import meta_episode_loss
+from cmrl_jax.learners import UpdateMetrics, get_learner
 from cmrl_jax.networks import make_agent
 from cmrl_jax.parallel import (
     RUNS_AXIS,
@@ -40,6 +40,7 @@ class HParams(struct.PyTreeNode):
     lambda_div: jax.Array  # float32
     scheme: jax.Array  # int32, index into rewards.SCHEMES
     seed: jax.Array  # int32, seeds the evaluation keys
+    learner: dict = struct.field(default_factory=dict)  # the learner's traced options, float32
 
 
 class RunnerState(struct.PyTreeNode):
@@ -51,18 +52,7 @@ class RunnerState(struct.PyTreeNode):
     update: jax.Array  # int32: updates done
 
 
-class UpdateMetrics(NamedTuple):
-    """Training-batch diagnostics of one update (leaves [R, chunk] from a chunk)."""
-
-    loss: jax.Array
-    a2c: jax.Array
-    divergence: jax.Array
-    entropy_explore: jax.Array
-    entropy_exploit: jax.Array
-    grad_norm: jax.Array
-    success: jax.Array
-    visited_goals: jax.Array
-    finite: jax.Array  # bool: loss, gradient norm and the updated parameters all finite
+__all__ = ["HParams", "RunnerState", "Trainer", "UpdateMetrics", "make_trainer"]
 
 
 def all_finite(tree) -> jax.Array:
@@ -77,7 +67,7 @@ class Trainer:
     cfg: TrainConfig
     runner: MetaEpisodeRunner
     init: Any  # () -> (RunnerState [R], HParams [R])
-    train_chunk: Any  # (RunnerState [R], HParams [R]) -> (RunnerState, UpdateMetrics [R, chunk])
+    train_chunk: Any  # (RunnerState [R], HParams [R]) -> (RunnerState, metrics [R, chunk])
     evaluate: Any  # (RunnerState [R], HParams [R]) -> EpisodeStats of means [R]
 
 
@@ -108,9 +98,10 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
                guard: bool = True):
     """Return ``train(states, hparams) -> (states, metrics)``: ``chunk_updates`` updates.
 
-    ``metrics.finite`` [R, chunk] says, per run and update, whether the loss, the
-    gradient norm and the updated parameters were all finite (``guard=False``:
-    always True, for measuring the guard's cost).
+    Each update is the learner's (``cfg.learner``, ``cmrl_jax.learners``); ``metrics`` is
+    its metrics tuple (A2C: ``UpdateMetrics``). ``metrics.finite`` [R, chunk] says, per
+    run and update, whether the loss, the gradient norm and the updated parameters were
+    all finite (``guard=False``: always True, for measuring the guard's cost).
 
     Pure and jittable; leaves of ``states`` / ``hparams`` carry a leading run axis [R].
     With a ``mesh`` (``parallel.device_mesh``) runs are split over its ``runs``
@@ -120,10 +111,10 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
     runner = runner or make_runner(cfg)
     tx = make_optimizer(cfg)
     anneal_steps = cfg.entropy_anneal_fraction * cfg.num_updates
+    learn = get_learner(cfg.learner).make_update(runner, cfg, tx, mesh)
 
-    def update(state: RunnerState, hp: HParams) -> tuple[RunnerState, UpdateMetrics]:
+    def update(state: RunnerState, hp: HParams):
         key, k_batch, k_perm = jax.random.split(state.key, 3)
-        keys = shard_batch(jax.random.split(k_batch, cfg.batch_size), mesh)
         # Fresh derangements each update, shared by the batch (each one uniform).
         perms = jnp.zeros((cfg.num_derangements, cfg.k_explore), jnp.int32)
         if cfg.concurrent and cfg.k_explore >= 2:
@@ -137,32 +128,12 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
             state.update, cfg.entropy_exploit_start, cfg.entropy_exploit_end, anneal_steps
         )
 
-        def batch_loss(params):
-            loss, info = jax.vmap(
-                lambda k: meta_episode_loss(
-                    runner, cfg, params, k, perms, hp.scheme, hp.lambda_div, ent_e, ent_x
-                )
-            )(keys)
-            return jnp.mean(loss), jax.tree.map(jnp.mean, info)
-
-        (loss, info), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = jax.tree.map(lambda p, u: p - hp.learning_rate * u, state.params, updates)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.bool_(True)
+        params, opt_state, metrics = learn(state.params, state.opt_state, hp, k_batch, perms,
+                                           ent_e, ent_x)
         if guard:  # the finite-value guard (docs/design.md, "Faults"): ~3 reductions
-            finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & all_finite(params)
-        metrics = UpdateMetrics(
-            loss=loss,
-            a2c=info.a2c,
-            divergence=info.divergence,
-            entropy_explore=info.entropy_explore,
-            entropy_exploit=info.entropy_exploit,
-            grad_norm=grad_norm,
-            success=info.stats.success,
-            visited_goals=info.stats.visited_goals,
-            finite=finite,
-        )
+            finite = (jnp.isfinite(metrics.loss) & jnp.isfinite(metrics.grad_norm)
+                      & all_finite(params))
+            metrics = metrics._replace(finite=finite)
         return RunnerState(params, opt_state, key, state.update + 1), metrics
 
     def train_one(state: RunnerState, hp: HParams):
@@ -199,6 +170,8 @@ def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner, mesh=None):
 def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
     """Return ``init() -> (RunnerState [R], HParams [R])`` for ``cfg.runs``."""
     tx = make_optimizer(cfg)
+    learner = get_learner(cfg.learner)
+    values = learner.run_values(cfg)
 
     def init_one(seed: int) -> RunnerState:
         k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
@@ -213,6 +186,7 @@ def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
             lambda_div=jnp.array([r.lambda_div for r in cfg.runs], jnp.float32),
             scheme=jnp.array([scheme_id(get_method(r.method).scheme) for r in cfg.runs], jnp.int32),
             seed=jnp.array([r.seed for r in cfg.runs], jnp.int32),
+            learner={k: jnp.array([v[k] for v in values], jnp.float32) for k in learner.traced()},
         )
         return state, hp
 

@@ -1,0 +1,301 @@
+"""Learners: what turns a batch of meta-episodes into parameter updates (``LEARNERS``).
+
+A learner is a plug-in: a name, its options (defaults, which are traced, how each
+is checked) and ``make_update``, which returns one update of a run's parameters.
+``cmrl_jax.train`` draws the batch's keys and the derangements, anneals the
+entropy bonuses, calls the learner and guards the result; the engine, the reward
+schemes, the divergence loss and the absorb step are the same for every learner.
+
+- ``A2C``: the paper's learner. Its loss is computed in the pass that collects
+  the meta-episodes (``loss.meta_episode_loss``) and one Adam step is taken:
+  the same numbers as collect-then-learn for one on-policy gradient step, one
+  forward pass cheaper.
+- ``PPO``: collect (``loss.collect``: meta-episodes, the collecting policy's
+  log-probabilities, GAE advantages), then several epochs over minibatches of
+  meta-episodes, each replaying the memory from the meta-episode's start
+  (``loss.ppo_meta_episode_loss``).
+
+Options that are traced (PPO's clip, GAE lambda, value clip) live in
+``train.HParams.learner``, one value per run: runs that differ only in them
+share one compiled program (``RunSpec.learner_options``). Static options (epochs,
+minibatches) change the program.
+
+This module does not import ``cmrl_jax.config`` (the config checks its learner here).
+"""
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from cmrl_jax.errors import ConfigError
+from cmrl_jax.evaluate import episode_stats
+from cmrl_jax.loss import collect, meta_episode_loss, ppo_meta_episode_loss
+from cmrl_jax.parallel import shard_batch
+from cmrl_jax.ppo import normalize
+
+
+class UpdateMetrics(NamedTuple):
+    """A2C's training-batch diagnostics of one update (leaves [R, chunk] from a chunk)."""
+
+    loss: jax.Array
+    a2c: jax.Array
+    divergence: jax.Array
+    entropy_explore: jax.Array
+    entropy_exploit: jax.Array
+    grad_norm: jax.Array
+    success: jax.Array
+    visited_goals: jax.Array
+    finite: jax.Array  # bool: loss, gradient norm and the updated parameters all finite
+
+
+class PPOMetrics(NamedTuple):
+    """PPO's diagnostics of one update: means over its epochs' minibatch steps (the loss
+    terms) and over the collected batch (success, visited goals)."""
+
+    loss: jax.Array
+    ppo: jax.Array
+    divergence: jax.Array
+    entropy_explore: jax.Array
+    entropy_exploit: jax.Array
+    grad_norm: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    success: jax.Array
+    visited_goals: jax.Array
+    finite: jax.Array
+
+
+# ``update(params, opt_state, hp, key, perms, entropy_explore, entropy_exploit)
+#   -> (params, opt_state, metrics)``; ``metrics.finite`` is set by the caller.
+UpdateFn = Callable[..., tuple[Any, Any, NamedTuple]]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One learner option: its default, whether it is traced (per run), and its check."""
+
+    default: Any
+    traced: bool
+    check: Callable[[str, Any], None]  # (name, value) -> None, or ConfigError
+    doc: str = ""
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"learner option {name} must be a positive integer, got {value!r}")
+
+
+def _number(low: float, high: float = math.inf, strict: bool = False):
+    def check(name: str, value: Any) -> None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and value <= high
+        ok = ok and (value > low if strict else value >= low)
+        if not ok:
+            bound = f"> {low:g}" if strict else f">= {low:g}"
+            bound += "" if high == math.inf else f" and <= {high:g}"
+            raise ConfigError(f"learner option {name} must be a finite number {bound}, "
+                              f"got {value!r}")
+
+    return check
+
+
+def _bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"learner option {name} must be true or false, got {value!r}")
+
+
+class Learner:
+    """Base of a learner: option handling. Subclasses set ``name`` and ``options`` and
+    implement ``make_update``."""
+
+    name: str = ""
+    options: Mapping[str, Option] = {}
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Every option's value: its default, replaced by what ``given`` sets; ConfigError
+        (one line) for an unknown option or a bad value."""
+        for key in given:
+            if key not in self.options:
+                known = ", ".join(self.options) or "none"
+                raise ConfigError(f"learner {self.name} has no option {key!r}; its options: "
+                                  f"{known}")
+        values = {k: o.default for k, o in self.options.items()} | dict(given)
+        for key, value in values.items():
+            self.options[key].check(key, value)
+        return values
+
+    def traced(self) -> tuple[str, ...]:
+        """Names of the options that are traced per run (``train.HParams.learner``)."""
+        return tuple(k for k, o in self.options.items() if o.traced)
+
+    def check(self, cfg) -> None:
+        """ConfigError for options ``cfg`` (a ``TrainConfig``) cannot run with: unknown or
+        bad values, per-run values of an option that is not traced."""
+        self.resolve(dict(cfg.learner_options))
+        traced = self.traced()
+        for run in cfg.runs:
+            for key, value in run.learner_options:
+                if key not in traced:
+                    what = "not traced" if key in self.options else "unknown"
+                    raise ConfigError(f"run {run.row} seed {run.seed}: learner option {key!r} "
+                                      f"is {what} for {self.name}; per-run values: "
+                                      f"{', '.join(traced) or 'none'}")
+                self.options[key].check(key, value)
+
+    def run_values(self, cfg) -> list[dict[str, float]]:
+        """Per run, the values of the traced options (the config's, then the run's)."""
+        base = self.resolve(dict(cfg.learner_options))
+        return [{k: float((base | dict(r.learner_options))[k]) for k in self.traced()}
+                for r in cfg.runs]
+
+    def make_update(self, runner, cfg, tx: optax.GradientTransformation, mesh) -> UpdateFn:
+        """One update of one run's parameters (pure, jittable)."""
+        raise NotImplementedError
+
+
+def _step(tx, params, opt_state, grads, learning_rate):
+    """One optimizer step with the (traced) learning rate applied after ``tx``."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p - learning_rate * u, params, updates)
+    return params, opt_state
+
+
+class A2C(Learner):
+    """Advantage actor-critic with Monte-Carlo returns (the paper's): one fused
+    collect-and-differentiate pass over a batch, one optimizer step."""
+
+    name = "a2c"
+    options: Mapping[str, Option] = {}
+
+    def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
+        def update(params, opt_state, hp, key, perms, ent_e, ent_x):
+            keys = shard_batch(jax.random.split(key, cfg.batch_size), mesh)
+
+            def batch_loss(params):
+                loss, info = jax.vmap(
+                    lambda k: meta_episode_loss(
+                        runner, cfg, params, k, perms, hp.scheme, hp.lambda_div, ent_e, ent_x
+                    )
+                )(keys)
+                return jnp.mean(loss), jax.tree.map(jnp.mean, info)
+
+            (loss, info), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
+            new_params, opt_state = _step(tx, params, opt_state, grads, hp.learning_rate)
+            metrics = UpdateMetrics(
+                loss=loss,
+                a2c=info.a2c,
+                divergence=info.divergence,
+                entropy_explore=info.entropy_explore,
+                entropy_exploit=info.entropy_exploit,
+                grad_norm=optax.tree.norm(grads),
+                success=info.stats.success,
+                visited_goals=info.stats.visited_goals,
+                finite=jnp.bool_(True),
+            )
+            return new_params, opt_state, metrics
+
+        return update
+
+
+class PPO(Learner):
+    """Proximal policy optimisation with GAE(lambda): collect a batch of meta-episodes,
+    then ``epochs`` passes over ``minibatches`` shuffled minibatches of meta-episodes, one
+    optimizer step each, every step replaying each meta-episode's memory from its start."""
+
+    name = "ppo"
+    options: Mapping[str, Option] = {
+        "epochs": Option(4, False, _positive_int, "passes over the batch per update"),
+        "minibatches": Option(4, False, _positive_int,
+                              "minibatches per pass (of meta-episodes; must divide the batch)"),
+        "clip": Option(0.2, True, _number(0.0, strict=True),
+                       "epsilon of the clipped surrogate (> 0)"),
+        "gae_lambda": Option(0.95, True, _number(0.0, 1.0), "GAE lambda in [0, 1]"),
+        "value_clip": Option(0.0, True, _number(0.0),
+                             "clip the value's step to +-value_clip (0: off)"),
+        "normalize_advantages": Option(True, False, _bool,
+                                       "advantages to mean 0, std 1 per minibatch"),
+    }
+
+    def check(self, cfg) -> None:
+        super().check(cfg)
+        m = self.resolve(dict(cfg.learner_options))["minibatches"]
+        if cfg.batch_size % m:
+            raise ConfigError(f"learner option minibatches ({m}) must divide the batch size "
+                              f"({cfg.batch_size})")
+
+    def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
+        opts = self.resolve(dict(cfg.learner_options))
+        epochs, num_mb = opts["epochs"], opts["minibatches"]
+        size = cfg.batch_size // num_mb
+
+        def update(params, opt_state, hp, key, perms, ent_e, ent_x):
+            k_collect, k_shuffle = jax.random.split(key)
+            keys = shard_batch(jax.random.split(k_collect, cfg.batch_size), mesh)
+            lp = hp.learner
+            batch = jax.vmap(
+                lambda k: collect(runner, cfg, params, k, hp.scheme, lp["gae_lambda"])
+            )(keys)
+
+            def minibatch_step(carry, mb):
+                params, opt_state = carry
+                e, x = mb.episode.explore, mb.episode.exploit
+                adv = (mb.advantage_explore, mb.advantage_exploit)
+                if opts["normalize_advantages"]:
+                    adv = normalize(adv, (e.live, x.live))
+
+                def loss_fn(p):
+                    loss, info = jax.vmap(
+                        lambda c, a_e, a_x: ppo_meta_episode_loss(
+                            runner, cfg, p, c, (a_e, a_x), perms, hp.lambda_div, ent_e, ent_x,
+                            lp["clip"], lp["value_clip"],
+                        )
+                    )(mb, *adv)
+                    return jnp.mean(loss), jax.tree.map(jnp.mean, info)
+
+                (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+                params, opt_state = _step(tx, params, opt_state, grads, hp.learning_rate)
+                return (params, opt_state), (loss, info, optax.tree.norm(grads))
+
+            def epoch(carry, k):
+                order = jax.random.permutation(k, cfg.batch_size)
+                mbs = jax.tree.map(
+                    lambda a: jnp.reshape(a[order], (num_mb, size) + a.shape[1:]), batch
+                )
+                return jax.lax.scan(minibatch_step, carry, mbs)
+
+            (params, opt_state), (loss, info, grad_norm) = jax.lax.scan(
+                epoch, (params, opt_state), jax.random.split(k_shuffle, epochs)
+            )
+            stats = jax.tree.map(jnp.mean, jax.vmap(episode_stats)(batch.episode))
+            metrics = PPOMetrics(
+                loss=jnp.mean(loss),
+                ppo=jnp.mean(info.ppo),
+                divergence=jnp.mean(info.divergence),
+                entropy_explore=jnp.mean(info.entropy_explore),
+                entropy_exploit=jnp.mean(info.entropy_exploit),
+                grad_norm=jnp.mean(grad_norm),
+                approx_kl=jnp.mean(info.approx_kl),
+                clip_fraction=jnp.mean(info.clip_fraction),
+                success=stats.success,
+                visited_goals=stats.visited_goals,
+                finite=jnp.bool_(True),
+            )
+            return params, opt_state, metrics
+
+        return update
+
+
+LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (A2C(), PPO())}
+"""Learners by name (``--learner``; ``TrainConfig.learner``)."""
+
+
+def get_learner(name: str) -> Learner:
+    """The learner called ``name``; ConfigError naming the known ones if there is none."""
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
+    return LEARNERS[name]
