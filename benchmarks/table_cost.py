@@ -3,6 +3,7 @@
     python -m benchmarks.table_cost table2 --chunk 20
     python -m benchmarks.table_cost all --repeats 3      # every table (make bench)
     python -m benchmarks.table_cost table3 --chunk 4 --env-option impl=jax   # Reacher on MJX
+    python -m benchmarks.table_cost table1 --learner a2c ppo   # both learners, one process
 
 Prints compile time, seconds per update (wall, best of ``--repeats`` timed
 chunks) and process CPU seconds per update (steadier than wall time on a
@@ -36,7 +37,8 @@ TABLES = ("table1", "table2", "table3", "table4")
 
 def measure(
     table: str, chunk: int = 20, seeds: int = 3, batch_size: int = 128, repeats: int = 1,
-    devices: int = 1, runs_devices: int = 0, env_options: tuple = (),
+    devices: int = 1, runs_devices: int = 0, env_options: tuple = (), learner: str = "a2c",
+    learner_options: tuple[str, ...] = (),
 ) -> dict:
     """Compile and time one chunk of every program of ``table`` (e.g. "table2").
 
@@ -45,13 +47,15 @@ def measure(
     the projected seconds of its full run (training only). ``devices`` /
     ``runs_devices``: the mesh, as the CLIs' ``--devices`` / ``--runs-devices``.
     ``env_options``: (key, value) pairs that replace or add to the table's env options.
+    ``learner`` / ``learner_options``: as the CLIs' ``--learner`` / ``--learner-option``.
     """
     spec = importlib.import_module(f"experiments.{table}").SPEC
     if env_options:
         kwargs = {**dict(spec.base.env_kwargs), **dict(env_options)}
         spec = dataclasses.replace(spec, base=dataclasses.replace(
             spec.base, env_kwargs=tuple(kwargs.items())))
-    plan = make_plan(spec, TableArgs(seeds=seeds, batch_size=batch_size))
+    plan = make_plan(spec, TableArgs(seeds=seeds, batch_size=batch_size, learner=learner,
+                                     learner_option=tuple(learner_options)))
     programs = []
     for name, cfg in plan.programs:
         full_updates = cfg.num_updates
@@ -73,7 +77,7 @@ def measure(
             cpus.append((time.process_time() - c0) / chunk)
         per_update = min(walls)
         programs.append({
-            "program": name, "runs": len(cfg.runs), "batch_size": batch_size,
+            "program": name, "learner": learner, "runs": len(cfg.runs), "batch_size": batch_size,
             "mesh": mesh_shape(mesh),
             "compile_s": round(compile_s, 1), "s_per_update": round(per_update, 4),
             "cpu_s_per_update": round(min(cpus), 4),
@@ -111,6 +115,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=128, help="meta-episodes per update")
     p.add_argument("--repeats", type=int, default=1, help="timed chunks per program (best)")
+    p.add_argument("--learner", nargs="+", default=["a2c"], help="learners to time, in turn")
+    p.add_argument("--learner-option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="options of the learners (e.g. epochs=2)")
     p.add_argument("--env-option", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace one of the table's env options (one table only)")
     a = p.parse_args()
@@ -131,12 +138,17 @@ def main() -> None:
             p.exit(2, f"error: {e}\n")
         except Exception as e:  # the env's own refusal of an option value
             p.exit(2, f"error: env {spec.base.env} refused its options: {e}\n")
-    for table in tables:
-        result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats, env_options=options)
+    for table, learner in ((t, lrn) for t in tables for lrn in a.learner):
+        try:
+            result = measure(table, a.chunk, a.seeds, a.batch_size, a.repeats,
+                             env_options=options, learner=learner,
+                             learner_options=tuple(a.learner_option))
+        except ConfigError as e:
+            p.exit(2, f"error: {e}\n")
         for program in result["programs"]:
             print(json.dumps({"table": table, **program}), flush=True)
         projection = {k: v for k, v in result.items() if k.startswith("projected_")}
-        print(json.dumps({"table": table, **projection,
+        print(json.dumps({"table": table, "learner": learner, **projection,
                           "note": "training only, evaluation every 250 updates adds a little"}),
               flush=True)
 

@@ -85,12 +85,15 @@ class Option:
     doc: str = ""
 
 
-def _positive_int(name: str, value: Any) -> None:
+def positive_int(name: str, value: Any) -> None:
+    """An option check: a positive integer."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"learner option {name} must be a positive integer, got {value!r}")
 
 
-def _number(low: float, high: float = math.inf, strict: bool = False):
+def number_in(low: float, high: float = math.inf, strict: bool = False):
+    """An option check: a finite number in [low, high] (> low if ``strict``)."""
+
     def check(name: str, value: Any) -> None:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         ok = ok and math.isfinite(value) and value <= high
@@ -104,7 +107,8 @@ def _number(low: float, high: float = math.inf, strict: bool = False):
     return check
 
 
-def _bool(name: str, value: Any) -> None:
+def boolean(name: str, value: Any) -> None:
+    """An option check: true or false."""
     if not isinstance(value, bool):
         raise ConfigError(f"learner option {name} must be true or false, got {value!r}")
 
@@ -209,15 +213,15 @@ class PPO(Learner):
 
     name = "ppo"
     options: Mapping[str, Option] = {
-        "epochs": Option(4, False, _positive_int, "passes over the batch per update"),
-        "minibatches": Option(4, False, _positive_int,
+        "epochs": Option(4, False, positive_int, "passes over the batch per update"),
+        "minibatches": Option(4, False, positive_int,
                               "minibatches per pass (of meta-episodes; must divide the batch)"),
-        "clip": Option(0.2, True, _number(0.0, strict=True),
+        "clip": Option(0.2, True, number_in(0.0, strict=True),
                        "epsilon of the clipped surrogate (> 0)"),
-        "gae_lambda": Option(0.95, True, _number(0.0, 1.0), "GAE lambda in [0, 1]"),
-        "value_clip": Option(0.0, True, _number(0.0),
+        "gae_lambda": Option(0.95, True, number_in(0.0, 1.0), "GAE lambda in [0, 1]"),
+        "value_clip": Option(0.0, True, number_in(0.0),
                              "clip the value's step to +-value_clip (0: off)"),
-        "normalize_advantages": Option(True, False, _bool,
+        "normalize_advantages": Option(True, False, boolean,
                                        "advantages to mean 0, std 1 per minibatch"),
     }
 

@@ -99,7 +99,8 @@ class TableArgs:
     distributed: bool = False
     """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
-    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02)"""
+    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02; hidden=N
+    sets the memory size of every program)"""
     cell: str = "lstm"
     """memory cell of every program's topology: lstm or gru (cmrl_jax.cells)"""
     learner: str = "a2c"
@@ -193,6 +194,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
                                learner_options=learner_options)
     base = override_config(base, args.extra)
+    extra_keys = {item.split("=", 1)[0] for item in args.extra}  # --extra hidden=N: every program
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 
@@ -218,10 +220,9 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             for lr in rates:
                 for seed in range(args.seeds):
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
-        cfg = dataclasses.replace(
-            base, architecture=arch, hidden=spec.hidden or get_method(rows[0].method).hidden,
-            runs=tuple(runs),
-        )
+        hidden = base.hidden if "hidden" in extra_keys else (
+            spec.hidden or get_method(rows[0].method).hidden)
+        cfg = dataclasses.replace(base, architecture=arch, hidden=hidden, runs=tuple(runs))
         cfg.validate()
         programs.append((arch, cfg))
 

@@ -114,6 +114,25 @@ def test_a_field_added_later_keeps_older_folders_resumable():
     assert '"cell"' not in TINY.to_json()
     gru = dataclasses.replace(TINY, cell="gru")
     assert '"cell": "gru"' in gru.to_json() and TrainConfig.from_json(gru.to_json()) == gru
+    for key in ('"learner"', '"learner_options"'):  # so are the learner's, and the runs'
+        assert key not in TINY.to_json()
+    ppo = dataclasses.replace(
+        TINY, learner="ppo", learner_options=(("epochs", 1), ("minibatches", 2)),
+        runs=(dataclasses.replace(TINY.runs[0], learner_options=(("clip", 0.1),)),))
+    assert '"learner": "ppo"' in ppo.to_json() and TrainConfig.from_json(ppo.to_json()) == ppo
+
+
+def test_ppo_resume_equals_uninterrupted(tmp_path):
+    """The loop does not know its learner: a PPO run stopped after its first chunk and
+    resumed evaluates exactly as one trained in one go."""
+    ppo = dataclasses.replace(TINY, learner="ppo",
+                              learner_options=(("epochs", 2), ("minibatches", 2)))
+    run_training(ppo, tmp_path / "straight", progress=False)
+    run_training(ppo, tmp_path / "resumed", progress=False, stop_after=2)
+    run_training(ppo, tmp_path / "resumed", progress=False)
+    assert _rows(tmp_path / "resumed") == _rows(tmp_path / "straight")
+    train = read_history(tmp_path / "straight")[-1].train
+    assert {"ppo", "approx_kl", "clip_fraction"} <= set(train) and "a2c" not in train
 
 
 def test_gru_trains_resumes_and_is_refused_by_an_lstm_folder(tmp_path):
@@ -172,6 +191,12 @@ def test_config_validation(change, message):
         (["--extra", "k_explore=0"], "k_explore"),
         (["--extra", "nonsense=1"], "unknown or fixed"),
         (["--cell", "transformer"], "unknown cell 'transformer'; known: lstm, gru"),
+        (["--learner", "sgd"], "unknown learner 'sgd'; known: a2c, ppo"),
+        (["--learner", "ppo", "--learner-option", "clip=0"], "clip must be a finite number > 0"),
+        (["--learner", "ppo", "--learner-option", "clip=x"], "clip expects float"),
+        (["--learner", "ppo", "--learner-option", "minibatches=5"], "must divide the batch"),
+        (["--learner-option", "clip=0.1"], "learner a2c has no option 'clip'"),
+        (["--extra", "learner=ppo"], "unknown or fixed"),
     ],
 )
 def test_cli_bad_input(argv, message, tmp_path, capsys):
