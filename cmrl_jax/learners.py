@@ -213,15 +213,18 @@ class PPO(Learner):
 
     name = "ppo"
     options: Mapping[str, Option] = {
-        "epochs": Option(4, False, positive_int, "passes over the batch per update"),
-        "minibatches": Option(4, False, positive_int,
+        "epochs": Option(2, False, positive_int, "passes over the batch per update"),
+        "minibatches": Option(2, False, positive_int,
                               "minibatches per pass (of meta-episodes; must divide the batch)"),
         "clip": Option(0.2, True, number_in(0.0, strict=True),
                        "epsilon of the clipped surrogate (> 0)"),
         "gae_lambda": Option(0.95, True, number_in(0.0, 1.0), "GAE lambda in [0, 1]"),
         "value_clip": Option(0.0, True, number_in(0.0),
                              "clip the value's step to +-value_clip (0: off)"),
-        "normalize_advantages": Option(True, False, boolean,
+        # Off by default: the loss then has A2C's scale, so an env's entropy coefficients
+        # and lambda_div mean the same for both learners (on Table 1, normalised
+        # advantages let the exploit policy collapse: docs/results.md).
+        "normalize_advantages": Option(False, False, boolean,
                                        "advantages to mean 0, std 1 per minibatch"),
     }
 

@@ -62,6 +62,18 @@ class TableSpec:
     oracle: Any = None  # optional () -> markdown text appended under the table
     hidden: int | None = None  # LSTM size of every program (None: the method's)
     visited_goals: bool = True  # the env reports goals (False: the metric is omitted)
+    # What a plug-in choice changes in this table's recipe, by learner or cell name (e.g.
+    # {"ppo": Recipe(learning_rate=1e-3), "gru": Recipe(hidden=32)}), measured for it
+    # (docs/results.md); the command's own --learning-rate / --extra hidden=N win.
+    recipes: dict[str, "Recipe"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A table's settings for one learner or cell, where they differ from its defaults."""
+
+    learning_rate: float | None = None  # every row's
+    hidden: int | None = None  # every program's memory size
 
 
 @dataclass(frozen=True)
@@ -198,6 +210,9 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 
+    recipe = [spec.recipes[n] for n in (args.learner, args.cell) if n in spec.recipes]
+    recipe_rate = next((r.learning_rate for r in recipe if r.learning_rate is not None), None)
+    recipe_hidden = next((r.hidden for r in recipe if r.hidden is not None), None)
     groups: dict[str, list[Row]] = {}
     for m in methods:
         row = by_label[m]
@@ -215,13 +230,13 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             elif args.learning_rate is not None:
                 rates = (args.learning_rate,)
             else:
-                rates = (spec.learning_rates[row.label],)
+                rates = (recipe_rate or spec.learning_rates[row.label],)
             label = "" if row.label == row.method else row.label
             for lr in rates:
                 for seed in range(args.seeds):
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
         hidden = base.hidden if "hidden" in extra_keys else (
-            spec.hidden or get_method(rows[0].method).hidden)
+            recipe_hidden or spec.hidden or get_method(rows[0].method).hidden)
         cfg = dataclasses.replace(base, architecture=arch, hidden=hidden, runs=tuple(runs))
         cfg.validate()
         programs.append((arch, cfg))
