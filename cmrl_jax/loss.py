@@ -80,6 +80,21 @@ def meta_episode_advantages(ep: MetaEpisode, train_rewards: jax.Array, gamma: fl
     return adv_e, adv_x
 
 
+def per_slot(explore, exploit, slots: int, value_coef: float, entropy_explore: jax.Array,
+             entropy_exploit: jax.Array) -> jax.Array:
+    """A learner's loss as a mean per decision slot (scalar): policy terms, ``value_coef``
+    times value terms, minus each phase's entropy bonus, summed over the explore and exploit
+    terms (``A2CTerms`` / ``PPOTerms`` of sums) and divided by ``slots`` (K_explore * H + H).
+    """
+    return (
+        explore.policy
+        + exploit.policy
+        + value_coef * (explore.value + exploit.value)
+        - entropy_explore * explore.entropy
+        - entropy_exploit * exploit.entropy
+    ) / slots
+
+
 def divergence_loss(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, logits: jax.Array,
                     explore: Transition, perms: jax.Array) -> jax.Array:
     """L_D of one concurrent explore phase (scalar; 0 for a sequential program).
@@ -127,14 +142,8 @@ def meta_episode_loss(
     g_e, g_x = meta_episode_returns(ep, train_r, cfg.gamma)
     te = a2c_terms(e.logits, e.action, e.value, g_e, e.live, runner.policy)
     tx = a2c_terms(x.logits, x.action, x.value, g_x, x.live, runner.policy)
-    slots = e.live.size + x.live.size
-    a2c = (
-        te.policy
-        + tx.policy
-        + cfg.value_coef * (te.value + tx.value)
-        - entropy_explore * te.entropy
-        - entropy_exploit * tx.entropy
-    ) / slots
+    a2c = per_slot(te, tx, e.live.size + x.live.size, cfg.value_coef, entropy_explore,
+                   entropy_exploit)
 
     l_div = divergence_loss(runner, cfg, params, e.logits, e, perms)
     info = LossInfo(
@@ -223,14 +232,8 @@ def ppo_meta_episode_loss(
 
     te = terms(e_logits, e_value, e, c.logp_explore, advantages[0], c.advantage_explore)
     tx = terms(x_logits, x_value, x, c.logp_exploit, advantages[1], c.advantage_exploit)
-    slots = e.live.size + x.live.size
-    ppo = (
-        te.policy
-        + tx.policy
-        + cfg.value_coef * (te.value + tx.value)
-        - entropy_explore * te.entropy
-        - entropy_exploit * tx.entropy
-    ) / slots
+    ppo = per_slot(te, tx, e.live.size + x.live.size, cfg.value_coef, entropy_explore,
+                   entropy_exploit)
     l_div = divergence_loss(runner, cfg, params, e_logits, e, perms)
     live = jnp.maximum(jnp.sum(e.live) + jnp.sum(x.live), 1)
     info = PPOInfo(

@@ -122,6 +122,7 @@ def test_a_field_added_later_keeps_older_folders_resumable():
     assert '"learner": "ppo"' in ppo.to_json() and TrainConfig.from_json(ppo.to_json()) == ppo
 
 
+@pytest.mark.slow
 def test_ppo_resume_equals_uninterrupted(tmp_path):
     """The loop does not know its learner: a PPO run stopped after its first chunk and
     resumed evaluates exactly as one trained in one go."""
