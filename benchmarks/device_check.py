@@ -51,14 +51,17 @@ FAST_TESTS = (  # their results depend on the backend's numerics; the rest is ho
     "tests/test_reacher.py", "tests/test_a2c.py", "tests/test_divergence.py",
     "tests/test_rewards.py", "tests/test_loss.py", "tests/test_engine.py",
     "tests/test_monty_hall.py", "tests/test_color_choice.py", "tests/test_generic_env.py",
-    "tests/test_train.py",
+    "tests/test_train.py", "tests/test_ppo.py",
 )
 SMOKE_TESTS = ("tests/test_rewards.py",)
 # (full, smoke) sizes of each step.
 TABLE1_ARGS = ([], ["--updates", "4", "--chunk-updates", "2", "--seeds", "1", "--batch-size", "8",
                     "--methods", "Max-Until-Exploit", "--extra", "k_explore=3", "eval_batches=1",
                     "eval_batch_size=8"])
-COST_TABLES = ((("table2", 128), ("table3", 128), ("table4", 128)), (("table4", 8),))
+# (table, batch, learner): every table with A2C, Tables 1 and 2 with PPO as well.
+COST_TABLES = ((("table2", 128, "a2c"), ("table3", 128, "a2c"), ("table4", 128, "a2c"),
+                ("table1", 128, "ppo"), ("table2", 128, "ppo")),
+               (("table4", 8, "a2c"), ("table1", 8, "ppo")))
 COST_CHUNK = (20, 2)
 COST_SEEDS = (3, 1)
 REACHER_ARGS = (["--batches", "128", "1024", "8192", "--decisions", "50", "--repeats", "2"],
@@ -163,17 +166,18 @@ def table1(smoke: bool, out: Path, left: float) -> dict:
 
 
 def table_costs(smoke: bool, left: float) -> dict:
-    """Seconds per update and projected full-run time of Tables 2, 3 and 4 at full batch."""
+    """Seconds per update and projected full-run time of Tables 2, 3 and 4 at full batch
+    (A2C), and of Tables 1 and 2 with PPO."""
     from benchmarks.table_cost import measure
 
     t_end = time.perf_counter() + left
     results, skipped = [], []
-    for table, batch in COST_TABLES[smoke]:
+    for table, batch, learner in COST_TABLES[smoke]:
         if time.perf_counter() > t_end - 10:
-            skipped.append(table)
+            skipped.append(f"{table} ({learner})")
             continue
         results.append(measure(table, chunk=COST_CHUNK[smoke], seeds=COST_SEEDS[smoke],
-                               batch_size=batch))
+                               batch_size=batch, learner=learner))
     return {"tables": results, "skipped_for_time": skipped}
 
 
@@ -286,8 +290,8 @@ def _summary(step: dict) -> str:
         return f"wall {step['wall_s']} s; final success % {finals}"
     if name == "table costs":
         return "; ".join(
-            f"{t['table']}: " + ", ".join(f"{p['program']} {p['s_per_update']} s/update"
-                                         for p in t["programs"])
+            f"{t['table']} ({t['learner']}): "
+            + ", ".join(f"{p['program']} {p['s_per_update']} s/update" for p in t["programs"])
             + f", projected {t['projected_table_wall_s'] / 60:.1f} min"
             for t in step["tables"]) + (f"; skipped {step['skipped_for_time']}"
                                         if step["skipped_for_time"] else "")

@@ -84,7 +84,7 @@ def measure(
             "s_per_update_per_run": round(per_update / len(cfg.runs), 5),
             "full_updates": full_updates, "projected_full_run_s": round(per_update * full_updates),
         })
-    return {"table": table, "programs": programs,
+    return {"table": table, "learner": learner, "programs": programs,
             **project(programs, jax.default_backend(), os.cpu_count() or 1)}
 
 
