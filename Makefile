@@ -13,9 +13,9 @@ export JAX_COMPILATION_CACHE_DIR ?= $(HOME)/.cache/cmrl_jax/jax-cache
 # `JAX_PLATFORMS=cpu make ...` forces the CPU. `make test` stays on the CPU unless
 # CMRL_TEST_ACCELERATOR=1 (tests/conftest.py).
 DEVICE ?= $(or $(shell cat $(VENV)/.device 2>/dev/null),cpu)
-# The dev install carries the optional extras that have tests (output sinks), so that
+# The dev install carries the optional extras that have tests (output sinks, XLand), so that
 # `make test` (and CI) runs those tests instead of skipping them.
-TEST_EXTRAS := tensorboard,wandb
+TEST_EXTRAS := tensorboard,wandb,xland
 ifeq ($(DEVICE),cpu)
 EXTRAS := dev,$(TEST_EXTRAS)
 else ifneq ($(filter $(DEVICE),cuda tpu),)

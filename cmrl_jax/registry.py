@@ -8,8 +8,12 @@ A name is resolved, in this order, as
    group (our paper envs, declared in pyproject.toml, and any third-party
    package's): the entry point names an ``EnvSpec`` and is imported only when
    its name is asked for;
-3. ``module:name``: ``module`` is imported first and must register ``name``;
-4. ``gymnax:<id>``: any gymnax environment, its constructor's arguments and its
+3. ``<family>:<id>``: a family of envs an installed package declares in the
+   ``cmrl_jax.env_families`` group (ours: ``xland:<id>`` and ``minigrid:<id>``,
+   XLand-MiniGrid's, with the ``xland`` extra): the entry point names a callable
+   ``(id) -> EnvSpec``;
+4. ``module:name``: ``module`` is imported first and must register ``name``;
+5. ``gymnax:<id>``: any gymnax environment, its constructor's arguments and its
    ``EnvParams`` fields as the env options (``GYMNAX_HOOKS`` adds defaults for
    gymnax's meta-learning envs).
 
@@ -32,6 +36,7 @@ from cmrl_jax.envspec import EnvFactory, EnvSpec
 from cmrl_jax.errors import ConfigError
 
 ENTRY_POINT_GROUP = "cmrl_jax.envs"
+FAMILY_GROUP = "cmrl_jax.env_families"
 GYMNAX_PREFIX = "gymnax:"
 _REGISTRY: dict[str, EnvSpec] = {}
 
@@ -48,6 +53,28 @@ class UnknownEnvError(ConfigError, KeyError):
 def _plugins() -> dict[str, metadata.EntryPoint]:
     """Installed packages' env names -> their (not yet loaded) entry points."""
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+@functools.cache
+def _families() -> dict[str, metadata.EntryPoint]:
+    """Installed packages' env families: prefix -> (not yet loaded) entry point."""
+    return {ep.name: ep for ep in metadata.entry_points(group=FAMILY_GROUP)}
+
+
+def _family_spec(prefix: str, env_id: str) -> EnvSpec:
+    """``prefix:env_id`` through its family's entry point (ConfigError: one line)."""
+    ep = _families()[prefix]
+    try:
+        family = ep.load()
+    except Exception as e:  # a broken third-party package: one line
+        raise UnknownEnvError(f"env {prefix}:{env_id}: cannot load {ep.value} "
+                              f"({type(e).__name__}: {e})") from None
+    spec = family(env_id)  # ConfigError for an id it does not have, or a missing extra
+    if not isinstance(spec, EnvSpec):
+        raise UnknownEnvError(f"env {prefix}:{env_id}: {ep.value} returned a "
+                              f"{type(spec).__name__}, not a cmrl_jax.envspec.EnvSpec")
+    _REGISTRY[f"{prefix}:{env_id}"] = spec
+    return spec
 
 
 def register_env(name: str, factory: EnvFactory, **hooks: Any) -> EnvSpec:
@@ -72,9 +99,10 @@ def registered_envs() -> tuple[str, ...]:
 
 def _known() -> str:
     """The list printed with an unknown name."""
+    families = "".join(f" or {p}:<id>;" for p in sorted(_families()))
     return (f"known: {', '.join(registered_envs())}; or gymnax:<id> (e.g. "
-            "gymnax:MetaMaze-misc); or module:name, where importing module registers name "
-            "(docs/extending.md)")
+            f"gymnax:MetaMaze-misc);{families} or module:name, where importing module "
+            "registers name (docs/extending.md)")
 
 
 def _load_plugin(name: str) -> EnvSpec:
@@ -104,6 +132,9 @@ def env_spec(name: str) -> EnvSpec:
         return _load_plugin(name)
     if name.startswith(GYMNAX_PREFIX):
         return _gymnax_spec(name[len(GYMNAX_PREFIX):])
+    prefix, _, env_id = name.partition(":")
+    if env_id and prefix in _families():
+        return _family_spec(prefix, env_id)
     if ":" in name:
         module, registered = name.split(":", 1)
         try:

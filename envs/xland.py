@@ -1,0 +1,210 @@
+"""XLand-MiniGrid and its MiniGrid ports as gymnax environments (``--env xland:<id>``,
+``--env minigrid:<id>``; the optional extra ``pip install 'cmrl-jax[xland]'``).
+
+The task of a meta-episode is what ``reset_env`` draws: for ``xland:`` a ruleset
+(goal, production rules, initial objects) sampled from a benchmark, then the layout
+and the agent's start; for ``minigrid:`` whatever the MiniGrid env's own reset
+draws. The engine reuses one reset for every sub-episode and rollout (the paper's
+protocol), so all of them face the same ruleset on the same grid.
+
+Observations are xminigrid's symbolic view [V, V, 2] (tile id, colour id); actions its
+six (forward, right, left, pick up, put down, toggle). A sub-episode ends when the goal
+is reached (reward 1 - 0.9 t / max_steps, xminigrid's) or after H decisions;
+``info["goal"]`` is 0 on the step that reaches it, so success (the default for
+envs that report goals) is: the exploit sub-episode reaches the ruleset's goal.
+
+Benchmarks: ``benchmark_path=`` a file of xminigrid's format (``xminigrid.load_benchmark``
+downloads the official ones; pass the downloaded file), or none: a small seeded
+benchmark is built offline and cached outside the repository
+(``cmrl_jax_envs.xland_benchmarks``), said so on the first line.
+"""
+
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from cmrl_jax.envspec import EnvSpec
+from cmrl_jax.errors import ConfigError
+from cmrl_jax_envs import xland_benchmarks
+
+EXTRA = "pip install 'cmrl-jax[xland]' (or pip install xminigrid)"
+
+
+def _xminigrid():
+    """The xminigrid package, or ConfigError naming the extra."""
+    try:
+        import xminigrid
+    except ImportError:
+        raise ConfigError(f"XLand-MiniGrid envs need the xland extra: {EXTRA}") from None
+    return xminigrid
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """One sub-episode: xminigrid's timestep (grid, agent, goal and rule encodings)."""
+
+    timestep: Any
+    ruleset: jax.Array  # int32: index of the meta-episode's ruleset in the benchmark (-1: none)
+    time: jax.Array
+
+
+@struct.dataclass
+class EnvParams(environment.EnvParams):
+    """The benchmark's rulesets (arrays; none for a MiniGrid port) and the step limit."""
+
+    goals: jax.Array | None = None  # uint8 [N, 5]
+    rules: jax.Array | None = None  # uint8 [N, R, 7]
+    init_tiles: jax.Array | None = None  # uint8 [N, T, 2]
+    max_steps_in_episode: int = struct.field(pytree_node=False, default=243)
+
+
+class XLandMiniGrid(environment.Environment[EnvState, EnvParams]):
+    """An xminigrid env behind gymnax's API; its reset draws a ruleset, then a layout."""
+
+    def __init__(self, env_id: str, rulesets: bool, **xparams: Any):
+        """``env_id``: an xminigrid id; ``rulesets``: draw a ruleset per reset (XLand);
+        ``xparams``: fields of xminigrid's env params (view_size, max_steps, ...)."""
+        xminigrid = _xminigrid()
+        self.env_id = env_id
+        self.rulesets = rulesets
+        self.xenv, self.xparams = xminigrid.make(env_id, **xparams)
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams(max_steps_in_episode=int(self.xparams.max_steps))
+
+    def _ruleset(self, key: jax.Array, params: EnvParams):
+        from xminigrid.benchmarks import get_ruleset
+
+        index = jax.random.randint(key, (), 0, params.goals.shape[0])
+        return index, get_ruleset(params.goals, params.rules, params.init_tiles, index)
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        """Draw the task: a ruleset (XLand), then xminigrid's layout and start."""
+        k_task, k_state = jax.random.split(key)
+        xparams, index = self.xparams, jnp.int32(-1)
+        if self.rulesets:
+            index, ruleset = self._ruleset(k_task, params)
+            xparams = xparams.replace(ruleset=ruleset)
+        timestep = self.xenv.reset(xparams, k_state)
+        state = EnvState(timestep=timestep, ruleset=jnp.int32(index), time=jnp.int32(0))
+        return self._obs(timestep), state
+
+    def step_env(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
+        """One xminigrid step; the goal and rules live in the state's encodings."""
+        del key
+        timestep = self.xenv.step(self.xparams, state.timestep, jnp.asarray(action, jnp.int32))
+        reached = timestep.discount == 0  # xminigrid: 0 only when the goal is reached
+        state = state.replace(timestep=timestep, time=state.time + 1)
+        info = {"goal": jnp.where(reached, 0, -1).astype(jnp.int32)}
+        reward = jnp.asarray(timestep.reward, jnp.float32)
+        return self._obs(timestep), state, reward, reached, info
+
+    def _obs(self, timestep) -> jax.Array:
+        return jnp.asarray(timestep.observation, jnp.float32)
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        return state.timestep.discount == 0
+
+    def is_truncated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        return state.time >= params.max_steps_in_episode
+
+    @property
+    def name(self) -> str:
+        return self.env_id
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.xenv.num_actions(self.xparams))
+
+    @property
+    def num_goals(self) -> int:
+        """One goal per task: the ruleset's (``info["goal"]`` = 0)."""
+        return 1
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        return spaces.Discrete(self.num_actions)
+
+    def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        shape = tuple(self.xenv.observation_shape(self.xparams))
+        return spaces.Box(0.0, 255.0, shape, jnp.float32)
+
+
+def _check_id(prefix: str, env_id: str) -> None:
+    xminigrid = _xminigrid()
+    want = "XLand-MiniGrid" if prefix == "xland" else "MiniGrid"
+    known = [i for i in xminigrid.registered_environments() if i.startswith(want + "-")]
+    if env_id not in known:
+        raise ConfigError(f"unknown {prefix} env {env_id!r}; xminigrid has: {', '.join(known)}")
+
+
+def _xland_factory(env_id: str):
+    def factory(benchmark_path: str = "", num_rulesets: int = 1024, seed: int = 0,
+                rules: int = 1, distractors: int = 2, view_size: int = 5,
+                max_steps: int = 0):
+        """``benchmark_path``: a benchmark file (empty: a seeded one built offline from
+        ``num_rulesets``, ``seed``, ``rules``, ``distractors``); ``view_size``: the agent's
+        view; ``max_steps``: xminigrid's step limit per sub-episode (0: its 3 * h * w)."""
+        xparams = {"view_size": view_size} | ({"max_steps": max_steps} if max_steps else {})
+        env = XLandMiniGrid(env_id, True, **xparams)
+        if benchmark_path:
+            bench = xland_benchmarks.load_benchmark(benchmark_path)
+        else:
+            path = xland_benchmarks.cached_benchmark(num_rulesets, seed, rules, distractors)
+            _say_once(f"{env_id}: no benchmark_path given; using {num_rulesets} rulesets built "
+                      f"offline (seed {seed}, {rules} rule(s), {distractors} distractor(s)): "
+                      f"{path}")
+            bench = xland_benchmarks.load_benchmark(path)
+        params = env.default_params.replace(
+            goals=jnp.asarray(bench["goals"]), rules=jnp.asarray(bench["rules"]),
+            init_tiles=jnp.asarray(bench["init_tiles"]))
+        return env, params
+
+    return factory
+
+
+def _minigrid_factory(env_id: str):
+    def factory(view_size: int = 7, max_steps: int = 0):
+        """``view_size``: the agent's view; ``max_steps``: the step limit (0: the env's)."""
+        xparams = {"view_size": view_size} | ({"max_steps": max_steps} if max_steps else {})
+        env = XLandMiniGrid(env_id, False, **xparams)
+        return env, env.default_params
+
+    return factory
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    """Print ``line`` once per process (the factory runs once per program and per check)."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+_COMMON = dict(
+    k_explore=3, horizon=20, architecture="meta_lstm", learning_rate=1e-3, lambda_div=0.01,
+    # navigation: the explore rollouts learn from the shared reward from the start
+    config=(("entropy_explore_start", 0.05), ("entropy_exploit_start", 0.3)),
+)
+
+
+def xland_family(env_id: str) -> EnvSpec:
+    """``xland:<id>``'s spec (entry point of the ``cmrl_jax.env_families`` group)."""
+    _check_id("xland", env_id)
+    return EnvSpec(factory=_xland_factory(env_id), description=(
+        "an XLand-MiniGrid ruleset per meta-episode; success: the exploit sub-episode "
+        "reaches the ruleset's goal"), **_COMMON)
+
+
+def minigrid_family(env_id: str) -> EnvSpec:
+    """``minigrid:<id>``'s spec (entry point of the ``cmrl_jax.env_families`` group)."""
+    _check_id("minigrid", env_id)
+    return EnvSpec(factory=_minigrid_factory(env_id), description=(
+        "an xminigrid MiniGrid port; success: the exploit sub-episode reaches its goal"),
+        **_COMMON)

@@ -1,0 +1,139 @@
+"""XLand-MiniGrid by name: benchmarks built offline, read safely, refusals, a tiny training run.
+
+Needs the ``xland`` extra (``make install`` has it; CI installs it).
+"""
+
+import bz2
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("xminigrid", reason="the xland extra is not installed: "
+                    "pip install -e '.[xland]'")
+
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig  # noqa: E402
+from cmrl_jax.registry import env_options, env_spec, make_env  # noqa: E402
+from cmrl_jax_envs import xland_benchmarks as xb  # noqa: E402
+
+ENV = "xland:XLand-MiniGrid-R1-9x9"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """Benchmarks built offline go to a temporary cache, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_built_benchmark_round_trips_and_loads_in_xminigrid(tmp_path):
+    """Our file is xminigrid's format: its own loader reads it, as NumPy arrays."""
+    from xminigrid.benchmarks import load_benchmark_from_path
+
+    bench = xb.build_benchmark(16, seed=3, rules=2, distractors=1)
+    assert bench["goals"].shape == (16, 5) and bench["rules"].shape == (16, 2, 7)
+    assert bench["init_tiles"].shape[:1] == (16,) and np.all(bench["num_rules"] == 2)
+    path = xb.save_benchmark(bench, tmp_path / "b.pkl.bz2")
+    ours, theirs = xb.load_benchmark(path), load_benchmark_from_path(str(path))
+    for k in xb.KEYS:
+        np.testing.assert_array_equal(ours[k], bench[k])
+        np.testing.assert_array_equal(np.asarray(getattr(theirs, k)), bench[k])
+    again = xb.build_benchmark(16, seed=3, rules=2, distractors=1)
+    assert all(np.array_equal(again[k], bench[k]) for k in xb.KEYS)  # seeded
+
+
+class _Unreadable:
+    """Unpickling this fails the way a foreign JAX array does: in its reconstructor."""
+
+    def __reduce__(self):
+        return (_fail, ())
+
+
+def _fail():
+    raise TypeError("cannot rebuild a jax.Array of another version")
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist"),
+    ("not bz2", "is not a bz2 pickle"),
+    ("no keys", "lacks goals, rules, init_tiles, num_rules"),
+    ("foreign jax", "cannot be read by this JAX"),
+])
+def test_bad_benchmark_files_are_one_line(tmp_path, case, message):
+    path = tmp_path / "b.pkl.bz2"
+    if case == "not bz2":
+        path.write_text("hello")
+    elif case == "no keys":
+        with bz2.open(path, "wb") as f:
+            pickle.dump({"goals": np.zeros((2, 5))}, f)
+    elif case == "foreign jax":
+        with bz2.open(path, "wb") as f:
+            pickle.dump({"goals": _Unreadable()}, f)
+    with pytest.raises(ConfigError, match=message) as e:
+        xb.load_benchmark(path)
+    assert "\n" not in str(e.value)
+
+
+def test_ids_are_checked_and_the_family_lists_its_envs():
+    with pytest.raises(ConfigError, match="unknown xland env 'Nope'; xminigrid has: "
+                                          "XLand-MiniGrid-R1-9x9"):
+        env_spec("xland:Nope")
+    with pytest.raises(ConfigError, match="unknown minigrid env"):
+        env_spec("minigrid:XLand-MiniGrid-R1-9x9")
+    assert {"benchmark_path", "num_rulesets", "view_size"} <= set(env_options(ENV))
+
+
+def test_reset_draws_a_ruleset_and_reaching_its_goal_is_success(capsys):
+    """Different keys draw different rulesets; without a benchmark the env says where its
+    offline one is; a step on the goal reports goal 0 with a positive reward."""
+    env, params = make_env(ENV, num_rulesets=32)
+    assert "built offline" in capsys.readouterr().err
+    reset = jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))
+    obs, states = reset(jax.random.split(jax.random.PRNGKey(0), 64), params)
+    assert obs.shape == (64, 5, 5, 2) and len(set(np.asarray(states.ruleset).tolist())) > 10
+    # a hold-goal ruleset without rules, its tile in front of the agent: pick it up
+    goal = np.array([1, 3, 1, 0, 0], np.uint8)  # AgentHoldGoal(red ball)
+    one = params.replace(goals=jnp.asarray(goal[None]),
+                         rules=jnp.zeros((1, 1, 7), jnp.uint8),
+                         init_tiles=jnp.asarray(np.array([[[3, 1]]], np.uint8)))
+    _, s = env.reset_env(jax.random.PRNGKey(1), one)
+    agent = s.timestep.state.agent
+    front = agent.position + jnp.array([[-1, 0], [0, 1], [1, 0], [0, -1]])[agent.direction]
+    grid = s.timestep.state.grid.at[front[0], front[1]].set(jnp.array([3, 1], jnp.uint8))
+    s = s.replace(timestep=s.timestep.replace(state=s.timestep.state.replace(grid=grid)))
+    _, _, reward, done, info = env.step_env(jax.random.PRNGKey(2), s, jnp.int32(3), one)
+    assert bool(done) and float(reward) > 0 and int(info["goal"]) == 0
+
+
+def test_cli_refuses_an_unknown_id_in_one_line(tmp_path, capsys):
+    from experiments import train
+
+    with pytest.raises(SystemExit) as e:
+        train.main(["--env", "xland:XLand-MiniGrid-R1-8x8", "--out", str(tmp_path / "o")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown xland env 'XLand-MiniGrid-R1-8x8'" in err[0]
+    with pytest.raises(SystemExit) as e:
+        train.main(["--env", ENV, "--env-option", f"benchmark_path={tmp_path / 'none'}",
+                    "--out", str(tmp_path / "o")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # its compile alone takes a minute or more on 2 cores
+def test_tiny_training_run_is_finite():
+    """Two CMRL updates on 9 x 9 rulesets (K = 2, H = 4): the program builds and stays
+    finite; an evaluation runs."""
+    from cmrl_jax.train import make_trainer
+
+    cfg = TrainConfig(env=ENV, env_kwargs=(("num_rulesets", 16),), architecture="meta_lstm",
+                      hidden=8, k_explore=2, horizon=4, batch_size=4, num_updates=2,
+                      chunk_updates=2, eval_batches=1, eval_batch_size=4,
+                      runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 0.01),))
+    trainer = make_trainer(cfg)
+    state, hp = trainer.init()
+    state, metrics = trainer.train_chunk(state, hp)
+    assert np.all(np.asarray(metrics.finite))
+    stats = trainer.evaluate(state, hp)
+    assert 0.0 <= float(stats.success[0]) <= 1.0
