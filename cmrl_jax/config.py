@@ -101,7 +101,10 @@ class RunSpec:
         check_number("lambda_div", self.lambda_div)
 
 
-ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": ()}
+REMAT = ("none", "step")
+"""Rematerialisation of the differentiated step scans (``engine.MetaEpisodeRunner``)."""
+
+ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none"}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
 RUN_ADDED_LATER = {"learner_options": ()}
 """The same for RunSpec fields."""
@@ -146,6 +149,9 @@ class TrainConfig:
     cell: str = "lstm"  # the memory cell of every topology (networks: cells.CELLS)
     learner: str = "a2c"  # what turns meta-episodes into updates (learners.LEARNERS)
     learner_options: tuple[tuple[str, Any], ...] = ()  # the learner's options (its defaults)
+    # "step": rematerialise every differentiated step (jax.checkpoint; engine.REMAT): memory
+    # for long meta-episodes, for about one more forward pass of compute.
+    remat: str = "none"
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -174,6 +180,8 @@ class TrainConfig:
             )
         if self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
+        if self.remat not in REMAT:
+            raise ConfigError(f"unknown remat {self.remat!r}; known: {', '.join(REMAT)}")
         if self.learner not in LEARNERS:
             raise ConfigError(f"unknown learner {self.learner!r}; known: {', '.join(LEARNERS)}")
         if self.divergence not in DIVERGENCES:

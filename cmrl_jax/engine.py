@@ -125,12 +125,18 @@ class MetaEpisodeRunner:
         reward_scale: float = 1.0,
         success=None,
         use_constant_inputs: bool = True,
+        remat: str = "none",
     ):
         """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence.
 
         ``use_constant_inputs``: leave the features the env declares constant out
         of the agent input (``constant_inputs``); False: the full input (the
         reference path of tests/test_fast_paths.py).
+
+        ``remat``: ``"none"``, or ``"step"``: every step of the scans the loss
+        differentiates (decisions, replays, divergence re-runs) is rematerialised
+        (``jax.checkpoint``): its activations are recomputed in the backward pass instead
+        of stored, so memory no longer holds every step's intermediates (``config.REMAT``).
 
         ``success(exploit Transition [H, 1], task, env_params) -> bool`` defines a
         meta-episode's success (default ``goal_success``; ``cmrl_jax.registry`` resolves
@@ -144,6 +150,9 @@ class MetaEpisodeRunner:
         self.horizon = horizon
         self.reward_scale = reward_scale
         self.success_fn = success or goal_success
+        if remat not in ("none", "step"):  # config.REMAT (the config cannot be imported here)
+            raise ValueError(f"remat must be 'none' or 'step', got {remat!r}")
+        self.remat = remat
         self.policy: Policy = make_policy(env.action_space(env_params))
         self.num_params = self.policy.num_params  # policy-head outputs per rollout
         obs, _ = jax.eval_shape(lambda: env.reset_env(jax.random.PRNGKey(0), env_params))
@@ -169,6 +178,10 @@ class MetaEpisodeRunner:
             )
 
     # ------------------------------------------------------------------ steps
+    def _rematerialised(self, body):
+        """``body`` of a step scan, under ``jax.checkpoint`` when ``remat == "step"``."""
+        return jax.checkpoint(body) if self.remat == "step" else body
+
     def step_params(self, params):
         """The parameters the step functions use: ``params`` with the constant input
         features folded in (``inputs.InputCompaction``), or ``params`` itself."""
@@ -255,6 +268,8 @@ class MetaEpisodeRunner:
         def body(carry, kt):
             k, t = kt
             return self._step(net_step, params, carry, k, t, greedy, absorb)
+
+        body = self._rematerialised(body)
 
         keys = jax.random.split(key, self.horizon)
         steps = (keys, jnp.arange(self.horizon))
@@ -388,6 +403,7 @@ class MetaEpisodeRunner:
                 memory, logits, value = step(params, memory, *xs)
                 return memory, (logits, value)
 
+            body = self._rematerialised(body)
             return jax.lax.scan(body, memory, (x, steps), unroll=x.shape[0] <= 4)
 
         e, x = ep.explore, ep.exploit
@@ -416,6 +432,7 @@ class MetaEpisodeRunner:
             memory, logits, _ = self.agent.explore_step(params, memory, *xs)
             return memory, logits
 
+        body = self._rematerialised(body)
         _, logits = jax.lax.scan(
             body,
             self.agent.explore_carry(params),

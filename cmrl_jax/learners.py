@@ -20,7 +20,10 @@ Options that are traced (PPO's clip, GAE lambda, value clip) live in
 share one compiled program (``RunSpec.learner_options``). Static options (epochs,
 minibatches) change the program.
 
-This module does not import ``cmrl_jax.config`` (the config checks its learner here).
+The config checks its learner here, so this module imports neither ``cmrl_jax.config``
+nor, at its top, anything that imports gymnax (importing gymnax starts JAX's backend,
+which ``--distributed`` must join first): the updates import the engine's side when
+they are built.
 """
 
 import math
@@ -33,9 +36,6 @@ import jax.numpy as jnp
 import optax
 
 from cmrl_jax.errors import ConfigError
-from cmrl_jax.evaluate import episode_stats
-from cmrl_jax.loss import collect, meta_episode_loss, ppo_meta_episode_loss
-from cmrl_jax.parallel import shard_batch
 from cmrl_jax.ppo import normalize
 
 
@@ -177,6 +177,9 @@ class A2C(Learner):
     options: Mapping[str, Option] = {}
 
     def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
+        from cmrl_jax.loss import meta_episode_loss
+        from cmrl_jax.parallel import shard_batch
+
         def update(params, opt_state, hp, key, perms, ent_e, ent_x):
             keys = shard_batch(jax.random.split(key, cfg.batch_size), mesh)
 
@@ -236,6 +239,10 @@ class PPO(Learner):
                               f"({cfg.batch_size})")
 
     def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
+        from cmrl_jax.evaluate import episode_stats
+        from cmrl_jax.loss import collect, ppo_meta_episode_loss
+        from cmrl_jax.parallel import shard_batch
+
         opts = self.resolve(dict(cfg.learner_options))
         epochs, num_mb = opts["epochs"], opts["minibatches"]
         size = cfg.batch_size // num_mb

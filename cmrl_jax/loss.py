@@ -8,7 +8,7 @@ reward schemes (``training_rewards``) and the same divergence term
 (``divergence_loss``).
 """
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +20,8 @@ from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.ppo import gae, ppo_terms
 from cmrl_jax.rewards import apply_scheme
 
-if TYPE_CHECKING:  # the config imports the learners, which import this module
-    from cmrl_jax.config import TrainConfig
+# ``cfg`` below is a ``config.TrainConfig`` (not imported: the config imports the
+# learners, which import this module).
 
 
 class LossInfo(NamedTuple):
@@ -95,7 +95,7 @@ def per_slot(explore, exploit, slots: int, value_coef: float, entropy_explore: j
     ) / slots
 
 
-def divergence_loss(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, logits: jax.Array,
+def divergence_loss(runner: MetaEpisodeRunner, cfg, params, logits: jax.Array,
                     explore: Transition, perms: jax.Array) -> jax.Array:
     """L_D of one concurrent explore phase (scalar; 0 for a sequential program).
 
@@ -117,7 +117,7 @@ def divergence_loss(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, logit
 
 def meta_episode_loss(
     runner: MetaEpisodeRunner,
-    cfg: "TrainConfig",
+    cfg,
     params,
     key: jax.Array,
     perms: jax.Array,
@@ -170,7 +170,7 @@ class Collected(NamedTuple):
     advantage_exploit: jax.Array  # float32 [H, 1]
 
 
-def collect(runner: MetaEpisodeRunner, cfg: "TrainConfig", params, key: jax.Array,
+def collect(runner: MetaEpisodeRunner, cfg, params, key: jax.Array,
             scheme: jax.Array, gae_lambda: jax.Array) -> Collected:
     """Run one meta-episode with fixed ``params`` (no gradient) and compute what PPO's
     epochs need from it: log-probabilities of the taken actions and GAE advantages."""
@@ -201,7 +201,7 @@ class PPOInfo(NamedTuple):
 
 def ppo_meta_episode_loss(
     runner: MetaEpisodeRunner,
-    cfg: "TrainConfig",
+    cfg,
     params,
     c: Collected,
     advantages: tuple[jax.Array, jax.Array],

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from cmrl_jax.config import ConfigError
+from cmrl_jax.errors import ConfigError
 
 RUNS_AXIS = "runs"
 DATA_AXIS = "data"

@@ -86,6 +86,7 @@ def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
         horizon=cfg.horizon,
         reward_scale=cfg.reward_input_scale,
         success=resolve_success(env_spec(cfg.env), env, env_params),  # the env's contract
+        remat=cfg.remat,
     )
 
 
