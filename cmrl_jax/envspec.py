@@ -73,6 +73,9 @@ class EnvSpec:
     num_goals: Any = None  # int, or (env) -> int: the visited-goals axis of figures
     renderer: "Renderer | None" = None  # figures: docs/extending.md, "Figures"
     description: str = ""
+    # (env options) -> the options of the same env on its held-out tasks, or None: runs are
+    # then also evaluated there and tables report both (e.g. XLand's held-out rulesets).
+    heldout: Callable[[dict], dict | None] | None = None
 
     def goals_axis(self, env) -> int | None:
         """``num_goals`` for this env instance (None: no fixed axis)."""

@@ -92,9 +92,12 @@ def nonfinite_eval_message(cfg: TrainConfig, stats, update: int, done: int) -> s
     )
 
 
-def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list[EvalRow]:
-    """One row per run for an evaluation at ``update``."""
+def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None,
+               heldout=None) -> list[EvalRow]:
+    """One row per run for an evaluation at ``update`` (``heldout``: the same on the env's
+    held-out tasks, or None)."""
     stats = jax.tree.map(np.asarray, stats)
+    held = None if heldout is None else jax.tree.map(np.asarray, heldout)
     rows = []
     for i, run in enumerate(cfg.runs):
         train = {} if train_metrics is None else {
@@ -108,6 +111,8 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None) -> list
             success=float(stats.success[i]), visited_goals=float(stats.visited_goals[i]),
             explore_return=float(stats.explore_return[i]),
             exploit_return=float(stats.exploit_return[i]), train=train,
+            heldout={} if held is None else {
+                name: float(values[i]) for name, values in held._asdict().items()},
         ))
     return rows
 
@@ -195,8 +200,9 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             outputs = open_sinks(sinks, folder, cfg, label)
         logged = {(row.update, row.run) for row in history}
 
-        def log(update: int, stats, metrics=None) -> None:
-            rows = [r for r in _eval_rows(cfg, update, stats, metrics)
+        def log(update: int, evaluated, metrics=None) -> None:
+            stats, heldout = evaluated
+            rows = [r for r in _eval_rows(cfg, update, stats, metrics, heldout)
                     if (r.update, r.run) not in logged]
             if main:
                 append_rows(folder, rows)  # first: the log resume trusts
@@ -206,11 +212,15 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             logged.update((r.update, r.run) for r in rows)
 
         def evaluate(state, update: int, done: int):
+            """(stats, held-out stats or None); NonFiniteError if either is not finite."""
             stats = trainer.evaluate(state, hp)
-            fault = nonfinite_eval_message(cfg, stats, update, done)
-            if fault is not None:
-                raise NonFiniteError(f"{folder}: {fault}")  # the program's folder
-            return stats
+            heldout = (None if trainer.evaluate_heldout is None
+                       else trainer.evaluate_heldout(state, hp))
+            for got in (stats, heldout):
+                fault = None if got is None else nonfinite_eval_message(cfg, got, update, done)
+                if fault is not None:
+                    raise NonFiniteError(f"{folder}: {fault}")  # the program's folder
+            return stats, heldout
 
         if start == 0:
             log(0, evaluate(state, 0, 0))
@@ -235,11 +245,12 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             # the runs' own counters are shards no single process holds.
             update = (chunk + 1) * cfg.chunk_updates
             try:
-                stats = evaluate(state, update, chunk * cfg.chunk_updates)
+                evaluated = evaluate(state, update, chunk * cfg.chunk_updates)
             except NonFiniteError:
                 bar.close()
                 raise
-            log(update, stats, metrics)
+            log(update, evaluated, metrics)
+            stats = evaluated[0]
             ckpt.save(update, state)
             bar.update(cfg.chunk_updates)
             bar.set_postfix(

@@ -45,6 +45,9 @@ def curves(rows: list[EvalRow]) -> dict[str, dict]:
             "learning_rate": first.learning_rate,
             "lambda_div": first.lambda_div,
         }
+        if all(seeds[s][u].heldout for s in seed_ids for u in common):
+            out[method]["heldout_success"] = np.array(
+                [[seeds[s][u].heldout["success"] for u in common] for s in seed_ids])
     return out
 
 
@@ -93,7 +96,20 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
         **_intervals("auc", seeds["auc"]),
         "final_success_per_seed": seeds["final_success"].tolist(),
         "auc_per_seed": seeds["auc"].tolist(),
+        **_heldout(curve),
     }
+
+
+def _heldout(curve: dict) -> dict:
+    """Final success on the env's held-out tasks (percent: mean, std, per seed, interval),
+    where the curve has it."""
+    if "heldout_success" not in curve:
+        return {}
+    final = 100 * curve["heldout_success"][:, -1]
+    return {"heldout_final_success_mean": float(final.mean()),
+            "heldout_final_success_std": float(final.std()),
+            "heldout_final_success_per_seed": final.tolist(),
+            **_intervals("heldout_final_success", final)}
 
 
 def improvement(better: dict, than: dict, than_label: str) -> dict | None:
@@ -136,7 +152,8 @@ def render_table(
 ) -> str:
     """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper").
 
-    ``visited=False`` (an env that reports no goals) omits the Visited Goals column. Rows
+    ``visited=False`` (an env that reports no goals) omits the Visited Goals column; a
+    Held-out Final column appears when a row has held-out results (``EnvSpec.heldout``). Rows
     with intervals (``summarize``) show them as ``[lo, hi]``; an IQM column appears when
     a row has >= 5 seeds; probabilities of improvement and a legend follow the table.
     """
@@ -144,12 +161,17 @@ def render_table(
     goals = ["Visited Goals"] if visited else []
     with_iqm = any("final_success_iqm" in s for s in ours.values())
     iqm_head = ["IQM Final"] if with_iqm else []
-    head = ["Model", "source", "AuC", "Final Perf.", *iqm_head, *[f"{t}%" for t in th], *goals,
-            "lr"]
+    with_held = any("heldout_final_success_mean" in s for s in ours.values())
+    held_head = ["Held-out Final"] if with_held else []
+    head = ["Model", "source", "AuC", "Final Perf.", *held_head, *iqm_head,
+            *[f"{t}%" for t in th], *goals, "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in ours.items():
         iqm = ([f"{s['final_success_iqm']:.1f}%{_ci(s, 'final_success_iqm_ci', '.1f')}"
                 if "final_success_iqm" in s else "-"] if with_iqm else [])
+        held = ([_mean_std(s["heldout_final_success_mean"], s["heldout_final_success_std"],
+                           s.get("seeds")) + _ci(s, "heldout_final_success_ci", ".1f")
+                 if "heldout_final_success_mean" in s else "-"] if with_held else [])
         lines.append(
             "| "
             + " | ".join(
@@ -159,6 +181,7 @@ def render_table(
                     f"{s['auc']:.2f}{_ci(s, 'auc_ci', '.2f')}",
                     _mean_std(s["final_success_mean"], s["final_success_std"], s.get("seeds"))
                     + _ci(s, "final_success_ci", ".1f"),
+                    *held,
                     *iqm,
                     *[_fmt_int(s["updates_until"][t]) for t in th],
                     *([f"{s['visited_goals_mean']:.2f} ± {s['visited_goals_std']:.2f}"]
@@ -179,6 +202,7 @@ def render_table(
                         "paper",
                         f"{p['auc']:.2f}",
                         f"{p['final']:.1f} ± {p['final_std']:.1f}%",
+                        *([""] if with_held else []),
                         *([""] if with_iqm else []),
                         *until,
                         *([f"{p['visited']:.2f}"] if visited else []),

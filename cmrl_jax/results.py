@@ -121,6 +121,9 @@ class EvalRow:
     explore_return: float
     exploit_return: float
     train: dict[str, float] = field(default_factory=dict)  # training-batch means, by name
+    # The same evaluation on the env's held-out tasks (``EnvSpec.heldout``; empty: none):
+    # success, visited_goals, explore_return, exploit_return.
+    heldout: dict[str, float] = field(default_factory=dict)
 
     @property
     def row(self) -> str:
@@ -128,10 +131,12 @@ class EvalRow:
         return self.label or self.method
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of the log line (training metrics as ``train_<name>``)."""
+        """The JSON object of the log line (training metrics as ``train_<name>``, held-out
+        results as ``heldout_<name>``, present only for an env with held-out tasks)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "train"}
+               if f.name not in ("train", "heldout")}
         out.update({f"train_{k}": v for k, v in self.train.items()})
+        out.update({f"heldout_{k}": v for k, v in self.heldout.items()})
         return out
 
     def to_json(self) -> str:
@@ -141,9 +146,10 @@ class EvalRow:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "EvalRow":
         """Inverse of ``to_dict`` (KeyError / TypeError for a row that is not one)."""
-        names = [f.name for f in dataclasses.fields(EvalRow) if f.name != "train"]
+        names = [f.name for f in dataclasses.fields(EvalRow) if f.name not in ("train", "heldout")]
         train = {k[len("train_"):]: v for k, v in d.items() if k.startswith("train_")}
-        return EvalRow(**{n: d[n] for n in names}, train=train)
+        heldout = {k[len("heldout_"):]: v for k, v in d.items() if k.startswith("heldout_")}
+        return EvalRow(**{n: d[n] for n in names}, train=train, heldout=heldout)
 
 
 # ------------------------------------------------------------------ finding a run

@@ -61,9 +61,11 @@ SinkFactory = Callable[[Path, Any, str], Sink]
 
 
 def scalars(row: EvalRow) -> dict[str, float]:
-    """A row's numbers by sink name: ``eval/<field>`` and ``train/<metric>``."""
+    """A row's numbers by sink name: ``eval/<field>``, ``train/<metric>`` and, for an env
+    with held-out tasks, ``heldout/<field>``."""
     out = {f"eval/{name}": float(getattr(row, name)) for name in EVAL_FIELDS}
     out.update({f"train/{name}": float(v) for name, v in row.train.items()})
+    out.update({f"heldout/{name}": float(v) for name, v in row.heldout.items()})
     return out
 
 

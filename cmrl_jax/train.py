@@ -69,14 +69,18 @@ class Trainer:
     init: Any  # () -> (RunnerState [R], HParams [R])
     train_chunk: Any  # (RunnerState [R], HParams [R]) -> (RunnerState, metrics [R, chunk])
     evaluate: Any  # (RunnerState [R], HParams [R]) -> EpisodeStats of means [R]
+    evaluate_heldout: Any = None  # the same on the env's held-out tasks (None: it has none)
 
 
-def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
-    """Environment, agent and meta-episode engine of ``cfg``."""
-    env, env_params = make_env(cfg.env, **dict(cfg.env_kwargs))
+def make_runner(cfg: TrainConfig, env_kwargs: dict | None = None,
+                agent=None) -> MetaEpisodeRunner:
+    """Environment, agent and meta-episode engine of ``cfg`` (``env_kwargs``: other options
+    of its env, e.g. its held-out tasks; ``agent``: an agent to share)."""
+    options = dict(cfg.env_kwargs) if env_kwargs is None else env_kwargs
+    env, env_params = make_env(cfg.env, **options)
     policy = make_policy(env.action_space(env_params))  # categorical or tanh-Gaussian head
-    agent = make_agent(cfg.architecture, cfg.hidden, policy.num_params, cfg.k_explore,
-                       cfg.cell)
+    agent = agent or make_agent(cfg.architecture, cfg.hidden, policy.num_params,
+                                cfg.k_explore, cfg.cell)
     return MetaEpisodeRunner(
         env,
         env_params,
@@ -88,6 +92,14 @@ def make_runner(cfg: TrainConfig) -> MetaEpisodeRunner:
         success=resolve_success(env_spec(cfg.env), env, env_params),  # the env's contract
         remat=cfg.remat,
     )
+
+
+def make_heldout_runner(cfg: TrainConfig, runner: MetaEpisodeRunner) -> MetaEpisodeRunner | None:
+    """The engine on the env's held-out tasks (``EnvSpec.heldout``), sharing ``runner``'s
+    agent; None for an env without them."""
+    hook = env_spec(cfg.env).heldout
+    options = hook(dict(cfg.env_kwargs)) if hook is not None else None
+    return None if options is None else make_runner(cfg, options, runner.agent)
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -204,16 +216,21 @@ def make_trainer(cfg: TrainConfig, mesh=None) -> Trainer:
     cfg.validate()
     check_config(mesh, cfg)
     runner = make_runner(cfg)
+    heldout = make_heldout_runner(cfg, runner)
     init = make_init(cfg, runner)
     train, evaluate = make_train(cfg, runner, mesh), make_evaluate(cfg, runner, mesh)
+    held = None if heldout is None else make_evaluate(cfg, heldout, mesh)
     if mesh is None:
-        return Trainer(cfg, runner, init, jax.jit(train, donate_argnums=0), jax.jit(evaluate))
+        return Trainer(cfg, runner, init, jax.jit(train, donate_argnums=0), jax.jit(evaluate),
+                       None if held is None else jax.jit(held))
     runs, whole = runs_sharding(mesh), replicated(mesh)
+    on_mesh = lambda f: jax.jit(f, in_shardings=(runs, runs), out_shardings=whole)  # noqa: E731
     return Trainer(
         cfg=cfg,
         runner=runner,
         init=lambda: put_runs(init(), mesh),
         train_chunk=jax.jit(train, in_shardings=(runs, runs), out_shardings=(runs, whole),
                             donate_argnums=0),
-        evaluate=jax.jit(evaluate, in_shardings=(runs, runs), out_shardings=whole),
+        evaluate=on_mesh(evaluate),
+        evaluate_heldout=None if held is None else on_mesh(held),
     )

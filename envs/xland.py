@@ -13,6 +13,10 @@ is reached (reward 1 - 0.9 t / max_steps, xminigrid's) or after H decisions;
 ``info["goal"]`` is 0 on the step that reaches it, so success (the default for
 envs that report goals) is: the exploit sub-episode reaches the ruleset's goal.
 
+Held-out rulesets: ``holdout`` (0.2) of the benchmark's rulesets, after a shuffle seeded by
+``seed``, are kept out of training (``split=train``); every evaluation also runs on them
+(``EnvSpec.heldout``), and tables show both (AMAGO's 80 / 20 protocol on XLand).
+
 Benchmarks: ``benchmark_path=`` a file of xminigrid's format (``xminigrid.load_benchmark``
 downloads the official ones; pass the downloaded file), or none: a small seeded
 benchmark is built offline and cached outside the repository
@@ -24,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -143,13 +148,35 @@ def _check_id(prefix: str, env_id: str) -> None:
         raise ConfigError(f"unknown {prefix} env {env_id!r}; xminigrid has: {', '.join(known)}")
 
 
+def split_rulesets(bench: dict, holdout: float, seed: int, split: str) -> dict:
+    """The ``split`` ("train" or "test") of ``bench`` after a seeded shuffle: the last
+    ``round(N * holdout)`` rulesets are held out (AMAGO's 80 / 20 at 0.2); ConfigError
+    (one line) for a split that would hold no ruleset."""
+    if not 0.0 <= holdout < 1.0:
+        raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be train or test, got {split!r}")
+    n = len(bench["goals"])
+    held = round(n * holdout)
+    if holdout > 0 and not 0 < held < n:
+        raise ConfigError(f"holdout {holdout} of {n} rulesets leaves "
+                          f"{'no held-out' if held == 0 else 'no training'} ruleset")
+    if holdout == 0 and split == "test":
+        raise ConfigError("split=test needs holdout > 0")
+    order = np.random.default_rng(seed).permutation(n)
+    keep = order[n - held:] if split == "test" else order[:n - held]
+    return {k: v[keep] for k, v in bench.items()}
+
+
 def _xland_factory(env_id: str):
     def factory(benchmark_path: str = "", num_rulesets: int = 1024, seed: int = 0,
-                rules: int = 1, distractors: int = 2, view_size: int = 5,
-                max_steps: int = 0):
+                rules: int = 1, distractors: int = 2, holdout: float = 0.2,
+                split: str = "train", view_size: int = 5, max_steps: int = 0):
         """``benchmark_path``: a benchmark file (empty: a seeded one built offline from
-        ``num_rulesets``, ``seed``, ``rules``, ``distractors``); ``view_size``: the agent's
-        view; ``max_steps``: xminigrid's step limit per sub-episode (0: its 3 * h * w)."""
+        ``num_rulesets``, ``seed``, ``rules``, ``distractors``); ``holdout``: the fraction
+        of rulesets held out of training (shuffled by ``seed``; 0: none), ``split``: which
+        part this env draws from (train / test); ``view_size``: the agent's view;
+        ``max_steps``: xminigrid's step limit per sub-episode (0: its 3 * h * w)."""
         xparams = {"view_size": view_size} | ({"max_steps": max_steps} if max_steps else {})
         env = XLandMiniGrid(env_id, True, **xparams)
         if benchmark_path:
@@ -160,6 +187,7 @@ def _xland_factory(env_id: str):
                       f"offline (seed {seed}, {rules} rule(s), {distractors} distractor(s)): "
                       f"{path}")
             bench = xland_benchmarks.load_benchmark(path)
+        bench = split_rulesets(bench, holdout, seed, split)
         params = env.default_params.replace(
             goals=jnp.asarray(bench["goals"]), rules=jnp.asarray(bench["rules"]),
             init_tiles=jnp.asarray(bench["init_tiles"]))
@@ -196,12 +224,19 @@ _COMMON = dict(
 )
 
 
+def _heldout_rulesets(options: dict) -> dict | None:
+    """The env on its held-out rulesets (``EnvSpec.heldout``); None without a holdout."""
+    if options.get("holdout", 0.2) == 0 or options.get("split", "train") == "test":
+        return None
+    return {**options, "split": "test"}
+
+
 def xland_family(env_id: str) -> EnvSpec:
     """``xland:<id>``'s spec (entry point of the ``cmrl_jax.env_families`` group)."""
     _check_id("xland", env_id)
     return EnvSpec(factory=_xland_factory(env_id), description=(
         "an XLand-MiniGrid ruleset per meta-episode; success: the exploit sub-episode "
-        "reaches the ruleset's goal"), **_COMMON)
+        "reaches the ruleset's goal"), heldout=_heldout_rulesets, **_COMMON)
 
 
 def minigrid_family(env_id: str) -> EnvSpec:

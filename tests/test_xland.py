@@ -137,3 +137,29 @@ def test_tiny_training_run_is_finite():
     assert np.all(np.asarray(metrics.finite))
     stats = trainer.evaluate(state, hp)
     assert 0.0 <= float(stats.success[0]) <= 1.0
+    held = trainer.evaluate_heldout(state, hp)  # 16 rulesets: 13 to train on, 3 held out
+    assert 0.0 <= float(held.success[0]) <= 1.0
+
+
+def test_rulesets_split_into_training_and_heldout():
+    """A seeded shuffle, then the last round(N * holdout) rulesets held out; the two
+    splits are disjoint and cover the benchmark; impossible splits are one line."""
+    from cmrl_jax_envs.xland import split_rulesets
+
+    bench = xb.build_benchmark(10, seed=1)
+    train = split_rulesets(bench, 0.2, 0, "train")
+    test = split_rulesets(bench, 0.2, 0, "test")
+    assert len(train["goals"]) == 8 and len(test["goals"]) == 2
+    rows = {bytes(np.concatenate([b["goals"][i], b["init_tiles"][i].ravel()]))
+            for b in (train, test) for i in range(len(b["goals"]))}
+    assert len(rows) == 10
+    for holdout, split, message in [(0.01, "train", "leaves no held-out ruleset"),
+                                    (0.99, "train", "leaves no training ruleset"),
+                                    (1.0, "train", r"holdout must be in \[0, 1\)"),
+                                    (0.0, "test", "split=test needs holdout > 0"),
+                                    (0.2, "valid", "split must be train or test")]:
+        with pytest.raises(ConfigError, match=message):
+            split_rulesets(bench, holdout, 0, split)
+    spec = env_spec(ENV)
+    assert spec.heldout({"num_rulesets": 8}) == {"num_rulesets": 8, "split": "test"}
+    assert spec.heldout({"holdout": 0.0}) is None
