@@ -160,6 +160,7 @@ def test_normalize_uses_live_steps_of_both_phases():
 # --------------------------------------------------------------------- the replay
 
 
+@pytest.mark.slow  # four programs of a 15-step Color-Choice: kept out of make test's 10 minutes
 @pytest.mark.parametrize("arch, cell", [("sequential", "gru"), ("central_lstm", "lstm"),
                                         ("meta_lstm", "lstm"), ("meta_lstm", "gru")])
 def test_replay_reproduces_the_run(arch, cell):
