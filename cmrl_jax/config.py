@@ -8,30 +8,15 @@ lambda_div, reward scheme): those become traced values.
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from cmrl_jax.cells import CELLS
 from cmrl_jax.divergence import DIVERGENCES
-from cmrl_jax.errors import ConfigError
+from cmrl_jax.errors import ConfigError, check_number
 from cmrl_jax.learners import LEARNERS
 from cmrl_jax.networks import ARCHITECTURES
 from cmrl_jax.rewards import SCHEMES
-
-
-def check_number(name: str, value: float, minimum: float = 0.0, maximum: float = math.inf,
-                 strict: bool = False) -> None:
-    """Raise ConfigError unless ``value`` is finite and in [minimum, maximum] (> minimum if strict).
-
-    NaN and +-inf are refused for every float option: they train to NaN.
-    """
-    low = f"> {minimum:g}" if strict else f">= {minimum:g}"
-    high = "" if maximum == math.inf else f" and <= {maximum:g}"
-    ok = isinstance(value, int | float) and math.isfinite(value) and value <= maximum
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        raise ConfigError(f"{name} must be a finite number {low}{high}, got {value}")
 
 
 @dataclass(frozen=True)

@@ -329,13 +329,11 @@ class MetaEpisodeRunner:
         Every explore rollout has ended here (done = 1 in its input); the ones
         whose result the memory already absorbed stay frozen.
         """
-        return self._handoff(self.step_params(params), final)
+        return self._handoff(self.step_params(params), final, self._input(final))
 
-    def _handoff(self, params, final: RolloutState):
-        """``handoff`` with step parameters."""
-        memory, _, _ = self.agent.explore_step(
-            params, final.memory, self._input(final), final.pending
-        )
+    def _handoff(self, params, final: RolloutState, x: jax.Array):
+        """``handoff`` with step parameters and its input ``x`` (``_input(final)``)."""
+        memory, _, _ = self.agent.explore_step(params, final.memory, x, final.pending)
         return self.agent.exploit_carry(params, memory)
 
     def exploit(self, params, task, memory, key: jax.Array, greedy: bool = False) -> Transition:
@@ -362,11 +360,12 @@ class MetaEpisodeRunner:
         task = self.task(k_reset)
         step_params = self.step_params(params)  # once per meta-episode
         explore, final = self._explore(step_params, task, k_explore, greedy)
-        memory = self._handoff(step_params, final)
+        handoff_x = self._input(final)
+        memory = self._handoff(step_params, final, handoff_x)
         exploit = self._exploit(step_params, task, memory, k_exploit, greedy)
         success = self.success_fn(exploit, task, self.env_params)
         episode = MetaEpisode(explore=explore, exploit=exploit, success=success,
-                              handoff_x=self._input(final), handoff_steps=final.pending)
+                              handoff_x=handoff_x, handoff_steps=final.pending)
         return episode, task
 
     def memory_steps(self, live: jax.Array) -> jax.Array:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cmrl_jax.errors import ConfigError
+from cmrl_jax.errors import ConfigError, check_number
 from cmrl_jax.ppo import normalize
 
 
@@ -95,14 +95,7 @@ def number_in(low: float, high: float = math.inf, strict: bool = False):
     """An option check: a finite number in [low, high] (> low if ``strict``)."""
 
     def check(name: str, value: Any) -> None:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        ok = ok and math.isfinite(value) and value <= high
-        ok = ok and (value > low if strict else value >= low)
-        if not ok:
-            bound = f"> {low:g}" if strict else f">= {low:g}"
-            bound += "" if high == math.inf else f" and <= {high:g}"
-            raise ConfigError(f"learner option {name} must be a finite number {bound}, "
-                              f"got {value!r}")
+        check_number(f"learner option {name}", value, low, high, strict)
 
     return check
 
@@ -125,13 +118,16 @@ class Learner:
         (one line) for an unknown option or a bad value."""
         for key in given:
             if key not in self.options:
-                known = ", ".join(self.options) or "none"
-                raise ConfigError(f"learner {self.name} has no option {key!r}; its options: "
-                                  f"{known}")
+                raise ConfigError(self.unknown(key))
         values = {k: o.default for k, o in self.options.items()} | dict(given)
         for key, value in values.items():
             self.options[key].check(key, value)
         return values
+
+    def unknown(self, key: str) -> str:
+        """The one line refusing an option this learner does not have."""
+        return (f"learner {self.name} has no option {key!r}; its options: "
+                f"{', '.join(self.options) or 'none'}")
 
     def traced(self) -> tuple[str, ...]:
         """Names of the options that are traced per run (``train.HParams.learner``)."""

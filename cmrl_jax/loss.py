@@ -168,6 +168,8 @@ class Collected(NamedTuple):
     logp_exploit: jax.Array  # float32 [H, 1]
     advantage_explore: jax.Array  # float32 [T_e, R]   GAE, 0 where masked
     advantage_exploit: jax.Array  # float32 [H, 1]
+    target_explore: jax.Array  # float32 [T_e, R]   value target: GAE + V_old
+    target_exploit: jax.Array  # float32 [H, 1]
 
 
 def collect(runner: MetaEpisodeRunner, cfg, params, key: jax.Array,
@@ -185,6 +187,8 @@ def collect(runner: MetaEpisodeRunner, cfg, params, key: jax.Array,
         logp_exploit=logp(ep.exploit.logits, ep.exploit.action),
         advantage_explore=adv_e,
         advantage_exploit=adv_x,
+        target_explore=adv_e + ep.explore.value,
+        target_exploit=adv_x + ep.exploit.value,
     )
 
 
@@ -217,7 +221,7 @@ def ppo_meta_episode_loss(
     The agent replays the stored inputs from the meta-episode's initial memory
     (``MetaEpisodeRunner.replay``). ``advantages`` (explore [T_e, R], exploit [H, 1]) are
     the ones the policy term uses (``c``'s, possibly normalised); the value targets are
-    ``c``'s raw advantages plus the collected values. Normalised per decision slot as
+    ``c``'s (raw advantages plus the collected values). Normalised per decision slot as
     A2C's loss (``meta_episode_loss``); the same divergence term.
     """
     ep = c.episode
@@ -225,13 +229,12 @@ def ppo_meta_episode_loss(
     e_logits, e_value, x_logits, x_value = runner.replay(params, ep)
     policy = runner.policy
 
-    def terms(logits, value, t: Transition, old_logp, adv, raw_adv):
+    def terms(logits, value, t: Transition, old_logp, adv, target):
         return ppo_terms(policy.log_prob(logits, t.action), old_logp, adv, value, t.value,
-                         raw_adv + t.value, policy.entropy(logits, t.action), t.live, clip,
-                         value_clip)
+                         target, policy.entropy(logits, t.action), t.live, clip, value_clip)
 
-    te = terms(e_logits, e_value, e, c.logp_explore, advantages[0], c.advantage_explore)
-    tx = terms(x_logits, x_value, x, c.logp_exploit, advantages[1], c.advantage_exploit)
+    te = terms(e_logits, e_value, e, c.logp_explore, advantages[0], c.target_explore)
+    tx = terms(x_logits, x_value, x, c.logp_exploit, advantages[1], c.target_exploit)
     ppo = per_slot(te, tx, e.live.size + x.live.size, cfg.value_coef, entropy_explore,
                    entropy_exploit)
     l_div = divergence_loss(runner, cfg, params, e_logits, e, perms)

@@ -152,14 +152,15 @@ def paper_row(auc: float, final: float, std: float, visited: float,
     }
 
 
-def override_config(base: TrainConfig, extra: tuple[str, ...]) -> TrainConfig:
-    """Apply ``--extra`` KEY=VALUE overrides, typed like the field they replace."""
+def override_config(base: TrainConfig, extra: tuple[str, ...]) -> tuple[TrainConfig, set[str]]:
+    """Apply ``--extra`` KEY=VALUE overrides, typed like the field they replace; returns the
+    config and the keys set."""
     fixed = ("runs", "env", "env_kwargs", "architecture", "learner", "learner_options")
     known = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in fixed}
     changes = parse_assignments("--extra", extra, known,
                                 lambda key: f"--extra: unknown or fixed config key {key!r}")
-    return dataclasses.replace(base, **dict(changes))
+    return dataclasses.replace(base, **dict(changes)), {k for k, _ in changes}
 
 
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
@@ -199,14 +200,10 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     learner = get_learner(args.learner)
     learner_options = parse_assignments(
         "--learner-option", args.learner_option,
-        {k: o.default for k, o in learner.options.items()},
-        lambda key: f"learner {learner.name} has no option {key!r}; its options: "
-                    f"{', '.join(learner.options) or 'none'}")
-    learner.resolve(dict(learner_options))  # values: one line now
+        {k: o.default for k, o in learner.options.items()}, learner.unknown)
     base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
-                               learner_options=learner_options)
-    base = override_config(base, args.extra)
-    extra_keys = {item.split("=", 1)[0] for item in args.extra}  # --extra hidden=N: every program
+                               learner_options=learner_options)  # checks their values
+    base, extra_keys = override_config(base, args.extra)  # --extra hidden=N: every program
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)
 
