@@ -13,6 +13,7 @@ from typing import Any
 
 from cmrl_jax.cells import CELLS
 from cmrl_jax.divergence import DIVERGENCES
+from cmrl_jax.encoders import ENCODERS
 from cmrl_jax.errors import ConfigError, check_number
 from cmrl_jax.learners import LEARNERS
 from cmrl_jax.networks import ARCHITECTURES
@@ -89,7 +90,12 @@ class RunSpec:
 REMAT = ("none", "step")
 """Rematerialisation of the differentiated step scans (``engine.MetaEpisodeRunner``)."""
 
-ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none"}
+START_PROTOCOLS = ("same", "fresh")
+
+"""Where sub-episodes start (``engine.START_PROTOCOLS``; docs/design.md, "Sub-episode starts")."""
+
+ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none",
+               "subepisode_start": "same", "encoder": "flat"}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
 RUN_ADDED_LATER = {"learner_options": ()}
 """The same for RunSpec fields."""
@@ -137,6 +143,13 @@ class TrainConfig:
     # "step": rematerialise every differentiated step (jax.checkpoint; engine.REMAT): memory
     # for long meta-episodes, for about one more forward pass of compute.
     remat: str = "none"
+    # "same": every sub-episode and rollout starts from the state the meta-episode's reset
+    # drew (the paper's); "fresh": each from its own draw of the env's reset_state in the
+    # same task (classic RL2's, xland-minigrid's). The env must define reset_state.
+    subepisode_start: str = "same"
+    # What the memory cells read of an observation (encoders.ENCODERS): "flat", or "grid"
+    # (embeddings of a symbolic grid's ids, e.g. XLand-MiniGrid's tiles and colours).
+    encoder: str = "flat"
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -150,8 +163,25 @@ class TrainConfig:
 
         self.check()
         check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
+        if self.subepisode_start == "fresh" or self.encoder != "flat":
+            self._check_env_fits()
         if not self.runs:
             raise ConfigError("no runs: select at least one method and one seed")
+
+    def _check_env_fits(self) -> None:
+        """ConfigError (one line) if the env cannot serve this config's start protocol or
+        encoder (builds the env once; before anything compiles)."""
+        from cmrl_jax.registry import make_env
+
+        env, env_params = make_env(self.env, **dict(self.env_kwargs))
+        if self.subepisode_start == "fresh" and not hasattr(env, "reset_state"):
+            raise ConfigError(
+                f"--subepisode-start fresh needs an env that defines reset_state (a fresh "
+                f"start in the same task); {self.env} does not (docs/extending.md)")
+        space = env.observation_space(env_params)
+        why = ENCODERS[self.encoder].check(tuple(space.shape), getattr(space, "high", None))
+        if why:
+            raise ConfigError(f"encoder {self.encoder} cannot read env {self.env}: {why}")
 
     def check(self) -> None:
         """Every field's value and the runs present (none is allowed: a template).
@@ -167,6 +197,12 @@ class TrainConfig:
             raise ConfigError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
         if self.remat not in REMAT:
             raise ConfigError(f"unknown remat {self.remat!r}; known: {', '.join(REMAT)}")
+        if self.subepisode_start not in START_PROTOCOLS:
+            raise ConfigError(f"unknown subepisode_start {self.subepisode_start!r}; "
+                              f"known: {', '.join(START_PROTOCOLS)}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(
+                f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}")
         if self.learner not in LEARNERS:
             raise ConfigError(f"unknown learner {self.learner!r}; known: {', '.join(LEARNERS)}")
         if self.divergence not in DIVERGENCES:

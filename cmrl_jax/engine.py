@@ -99,6 +99,10 @@ class RolloutState:
     memory: Any  # agent recurrent state
 
 
+START_PROTOCOLS = ("same", "fresh")
+"""Where sub-episodes start (``MetaEpisodeRunner``'s ``subepisode_start``; config mirrors it)."""
+
+
 def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
     """Default success of an env that reports ``info["goal"]``: the exploit sub-episode
     entered a goal with positive reward (bool scalar)."""
@@ -126,6 +130,7 @@ class MetaEpisodeRunner:
         success=None,
         use_constant_inputs: bool = True,
         remat: str = "none",
+        subepisode_start: str = "same",
     ):
         """``concurrent``: K rollouts in parallel (CMRL) or K sub-episodes in sequence.
 
@@ -137,6 +142,12 @@ class MetaEpisodeRunner:
         differentiates (decisions, replays, divergence re-runs) is rematerialised
         (``jax.checkpoint``): its activations are recomputed in the backward pass instead
         of stored, so memory no longer holds every step's intermediates (``config.REMAT``).
+
+        ``subepisode_start``: ``"same"``, every sub-episode and rollout starts from the
+        state the meta-episode's reset drew (the paper's protocol), or ``"fresh"``: each
+        starts from its own draw of the env's ``reset_state(key, state, env_params) ->
+        (obs, state)``, a fresh start in the task of ``state`` (the protocol of classic
+        RL2 and of xland-minigrid's; ``START_PROTOCOLS``).
 
         ``success(exploit Transition [H, 1], task, env_params) -> bool`` defines a
         meta-episode's success (default ``goal_success``; ``cmrl_jax.registry`` resolves
@@ -153,14 +164,23 @@ class MetaEpisodeRunner:
         if remat not in ("none", "step"):  # config.REMAT (the config cannot be imported here)
             raise ValueError(f"remat must be 'none' or 'step', got {remat!r}")
         self.remat = remat
+        if subepisode_start not in START_PROTOCOLS:
+            raise ValueError(f"subepisode_start must be one of {START_PROTOCOLS}, "
+                             f"got {subepisode_start!r}")
+        if subepisode_start == "fresh" and not hasattr(env, "reset_state"):
+            raise ValueError(f"subepisode_start='fresh' needs an env with reset_state; "
+                             f"{type(env).__name__} has none")
+        self.fresh = subepisode_start == "fresh"
         self.policy: Policy = make_policy(env.action_space(env_params))
         self.num_params = self.policy.num_params  # policy-head outputs per rollout
         obs, _ = jax.eval_shape(lambda: env.reset_env(jax.random.PRNGKey(0), env_params))
         self.obs_dim = int(np.prod(obs.shape))
         self.input_dim = self.obs_dim + self.policy.feature_dim + 2  # the parameters' input
+        # An observation encoder reads the whole observation: no compaction under it.
+        encoded = getattr(agent.module, "encoder", None) is not None
         self.compaction = (
             constant_inputs(env, env_params, self.input_dim, self.obs_dim)
-            if use_constant_inputs else None
+            if use_constant_inputs and not encoded else None
         )
         # Observation features the agent input holds (None: all of them).
         self.obs_keep = None
@@ -171,7 +191,8 @@ class MetaEpisodeRunner:
             )
             self.x_dim = len(self.compaction.keep)
         self.num_rollouts = k_explore if concurrent else 1
-        self.constant_start = constant_first_observation(env, env_params)
+        # A fresh start's observation varies with its key even where the reset's does not.
+        self.constant_start = not self.fresh and constant_first_observation(env, env_params)
         if agent.num_rollouts != self.num_rollouts:
             raise ValueError(
                 f"agent steps {agent.num_rollouts} rollouts, engine needs {self.num_rollouts}"
@@ -209,6 +230,20 @@ class MetaEpisodeRunner:
             pending=jnp.zeros((r,), bool),
             memory=memory,
         )
+
+    def _begin(self, task, key: jax.Array, r: int, memory):
+        """R rollouts' start of a sub-episode -> (RolloutState, key left for its steps).
+
+        ``"same"``: the task's own state (``key`` untouched); ``"fresh"``: R draws of the
+        env's ``reset_state`` in the task (the first half of ``key``)."""
+        obs0, state0 = task
+        if not self.fresh:
+            return self._start(state0, obs0, r, memory), key
+        k_start, key = jax.random.split(key)
+        reset = jax.vmap(self.env.reset_state, in_axes=(0, None, None))
+        obs, states = reset(jax.random.split(k_start, r), state0, self.env_params)
+        s = self._start(state0, obs0, r, memory)
+        return s.replace(env_state=states, obs=self._obs(obs, r)), key
 
     def _input(self, s: RolloutState) -> jax.Array:
         """Agent input of the current state."""
@@ -300,12 +335,12 @@ class MetaEpisodeRunner:
         agent = self.agent
         memory = agent.explore_carry(params)
         if self.concurrent:
-            s = self._start(state0, obs0, self.k_explore, memory)
+            s, key = self._begin(task, key, self.k_explore, memory)
             out = self._sub_episode(agent.explore_step, params, s, key, greedy, absorb=True)
             return out.steps, out.final
 
         def sub_episode(carry: RolloutState, k):
-            fresh = self._start(state0, obs0, 1, carry.memory)
+            fresh, k = self._begin(task, k, 1, carry.memory)
             # previous-* inputs carry over the boundary (prev_done is 1 there).
             fresh = fresh.replace(
                 prev_action=carry.prev_action,
@@ -342,8 +377,7 @@ class MetaEpisodeRunner:
 
     def _exploit(self, params, task, memory, key: jax.Array, greedy: bool) -> Transition:
         """``exploit`` with step parameters."""
-        obs0, state0 = task
-        s = self._start(state0, obs0, 1, memory)
+        s, key = self._begin(task, key, 1, memory)
         return self._sub_episode(self.agent.exploit_step, params, s, key, greedy).steps
 
     def run(self, params, key: jax.Array, greedy: bool = False) -> MetaEpisode:

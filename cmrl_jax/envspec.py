@@ -152,7 +152,7 @@ def neutral_rate(runner, num: int = 4096, seed: int = 0) -> float:
     def one(key):
         k_reset, k_run = jax.random.split(key)
         task = runner.task(k_reset)
-        s = runner._start(task[1], task[0], 1, ())
+        s, k_run = runner._begin(task, k_run, 1, ())
         _, exploit = runner._sub_episode(neutral_step, None, s, k_run, False)
         return runner.success_fn(exploit, task, runner.env_params)
 

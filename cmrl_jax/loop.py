@@ -10,6 +10,7 @@ writes a folder (``lock.writer_lock``).
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -180,6 +181,19 @@ def run_training(
                              sinks=sinks)
 
 
+def compile_ahead(trainer, state, hp) -> None:
+    """Compile a program's pieces side by side: its evaluations in threads while this
+    thread compiles the training chunk (one XLA compile keeps about one core busy; an
+    XLand program's three take about as long each). The calls that follow find them in
+    jit's cache."""
+    pieces = [f for f in (trainer.evaluate, trainer.evaluate_heldout) if f is not None]
+    with ThreadPoolExecutor(len(pieces)) as pool:
+        futures = [pool.submit(lambda f=f: f.lower(state, hp).compile()) for f in pieces]
+        trainer.train_chunk.lower(state, hp).compile()
+        for future in futures:
+            future.result()
+
+
 def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
                   stop_after: int | None, bar_position: int, mesh,
                   sinks: Sequence[SinkFactory]) -> list[EvalRow]:
@@ -199,6 +213,8 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             cut_torn_tail(folder)
             outputs = open_sinks(sinks, folder, cfg, label)
         logged = {(row.update, row.run) for row in history}
+        if start < cfg.num_updates:
+            compile_ahead(trainer, state, hp)
 
         def log(update: int, evaluated, metrics=None) -> None:
             stats, heldout = evaluated

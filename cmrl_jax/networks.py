@@ -34,6 +34,12 @@ def keep_where(live: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
+def _encoded(module: nn.Module, x: jax.Array) -> jax.Array:
+    """The agent input as the cells read it: through the agent's observation encoder
+    (``cmrl_jax.encoders``; shared by both phases), or as it is."""
+    return x if module.encoder is None else module.encoder(x)
+
+
 def _initial_state(module: nn.Module, cell: Cell, prefix: str, shape: tuple, init) -> Any:
     """The learned initial carry of ``cell``: one parameter ``<prefix>_<part>0`` per part of
     its carry (LSTM: c, h), created in that order."""
@@ -73,6 +79,7 @@ class _SingleMemoryAgent(nn.Module):
     num_actions: int
     num_rollouts: int = 1
     cell: str = "lstm"
+    encoder: nn.Module | None = None  # observation encoder (cmrl_jax.encoders); None: flat
 
     def explore_carry(self):
         """Learned initial memory."""
@@ -89,7 +96,7 @@ class _SingleMemoryAgent(nn.Module):
 
     def exploit_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        return self.exploit(carry, x, live)
+        return self.exploit(carry, _encoded(self, x), live)
 
     def __call__(self, x: jax.Array, live: jax.Array):
         """Touch every parameter (used by ``init``)."""
@@ -111,7 +118,7 @@ class SequentialAgent(_SingleMemoryAgent):
 
     def explore_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        new, _ = self.memory(carry, x[0])
+        new, _ = self.memory(carry, _encoded(self, x)[0])
         carry = keep_where(jnp.any(live), new, carry)
         h = self.kind.output(carry)
         return carry, self.pi(h)[None], self.v(h)[None, 0]
@@ -141,7 +148,7 @@ class CentralLSTMAgent(_SingleMemoryAgent):
 
     def explore_step(self, carry, x: jax.Array, live: jax.Array):
         """[K, D] -> carry, logits [K, A], value [K]; the cell steps while any rollout lives."""
-        new, _ = self.memory(carry, jnp.reshape(x, (-1,)))
+        new, _ = self.memory(carry, jnp.reshape(_encoded(self, x), (-1,)))
         carry = keep_where(jnp.any(live), new, carry)
         h = self.kind.output(carry)
         logits = jnp.reshape(self.pi(h), (self.num_rollouts, self.num_actions))
@@ -162,6 +169,7 @@ class MetaLSTMAgent(nn.Module):
     num_rollouts: int
     cell: str = "lstm"
     init_state_scale: float = 0.5
+    encoder: nn.Module | None = None  # observation encoder (cmrl_jax.encoders); None: flat
 
     def setup(self):
         k, h = self.num_rollouts, self.hidden
@@ -192,6 +200,7 @@ class MetaLSTMAgent(nn.Module):
         rollout, meta = carry
         k = self.num_rollouts
         h_meta = jnp.broadcast_to(self.kind.output(meta), (k, self.hidden))
+        x = _encoded(self, x)
         new_rollout, _ = self.rollout_memory(rollout, jnp.concatenate([x, h_meta], axis=-1))
         rollout = keep_where(live, new_rollout, rollout)
         h = self.kind.output(rollout)
@@ -205,7 +214,7 @@ class MetaLSTMAgent(nn.Module):
 
     def exploit_step(self, carry, x: jax.Array, live: jax.Array):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        return self.exploit(carry, x, live)
+        return self.exploit(carry, _encoded(self, x), live)
 
     def __call__(self, x: jax.Array, live: jax.Array):
         """Touch every parameter (used by ``init``)."""
@@ -273,8 +282,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 
 def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int,
-               cell: str = "lstm") -> Agent:
-    """Build the agent for ``architecture`` (see ``ARCHITECTURES``) from ``cell`` (``CELLS``)."""
+               cell: str = "lstm", encoder: nn.Module | None = None) -> Agent:
+    """Build the agent for ``architecture`` (see ``ARCHITECTURES``) from ``cell`` (``CELLS``)
+    and an observation ``encoder`` (``cmrl_jax.encoders``; None: the flat input)."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
@@ -282,5 +292,6 @@ def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int,
         raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
     arch = ARCHITECTURES[architecture]
     if not arch.concurrent:
-        return Agent(arch.module(hidden, num_actions, cell=cell), 1)
-    return Agent(arch.module(hidden, num_actions, k_explore, cell=cell), k_explore)
+        return Agent(arch.module(hidden, num_actions, cell=cell, encoder=encoder), 1)
+    return Agent(arch.module(hidden, num_actions, k_explore, cell=cell, encoder=encoder),
+                 k_explore)

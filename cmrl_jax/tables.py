@@ -115,6 +115,9 @@ class TableArgs:
     sets the memory size of every program)"""
     cell: str = "lstm"
     """memory cell of every program's topology: lstm or gru (cmrl_jax.cells)"""
+    subepisode_start: str = "same"
+    """where sub-episodes start: same (the reset's state, the paper's protocol) or fresh (a
+    new start in the same task each, the env's reset_state; classic RL2's)"""
     learner: str = "a2c"
     """what turns meta-episodes into updates: a2c or ppo (cmrl_jax.learners)"""
     learner_option: tuple[str, ...] = field(default_factory=tuple)
@@ -129,7 +132,8 @@ class TableArgs:
 RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed", "log")
 # Options newer than the first results folders, with the value they had: recorded only when
 # they differ from it, so those folders still resume.
-ADDED_LATER_OPTIONS = {"cell": "lstm", "learner": "a2c", "learner_option": ()}
+ADDED_LATER_OPTIONS = {"cell": "lstm", "learner": "a2c", "learner_option": (),
+                       "subepisode_start": "same"}
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         "--learner-option", args.learner_option,
         {k: o.default for k, o in learner.options.items()}, learner.unknown)
     base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
-                               learner_options=learner_options)  # checks their values
+                               learner_options=learner_options,
+                               subepisode_start=args.subepisode_start)  # checks their values
     base, extra_keys = override_config(base, args.extra)  # --extra hidden=N: every program
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
                                batch_size=args.batch_size)

@@ -15,6 +15,7 @@ from flax import struct
 from cmrl_jax.a2c import linear_anneal
 from cmrl_jax.config import TrainConfig, get_method
 from cmrl_jax.divergence import sample_derangement
+from cmrl_jax.encoders import ENCODERS
 from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.envspec import resolve_success
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
@@ -79,8 +80,10 @@ def make_runner(cfg: TrainConfig, env_kwargs: dict | None = None,
     options = dict(cfg.env_kwargs) if env_kwargs is None else env_kwargs
     env, env_params = make_env(cfg.env, **options)
     policy = make_policy(env.action_space(env_params))  # categorical or tanh-Gaussian head
+    space = env.observation_space(env_params)
+    encoder = ENCODERS[cfg.encoder].build(tuple(space.shape), getattr(space, "high", None))
     agent = agent or make_agent(cfg.architecture, cfg.hidden, policy.num_params,
-                                cfg.k_explore, cfg.cell)
+                                cfg.k_explore, cfg.cell, encoder)
     return MetaEpisodeRunner(
         env,
         env_params,
@@ -91,6 +94,7 @@ def make_runner(cfg: TrainConfig, env_kwargs: dict | None = None,
         reward_scale=cfg.reward_input_scale,
         success=resolve_success(env_spec(cfg.env), env, env_params),  # the env's contract
         remat=cfg.remat,
+        subepisode_start=cfg.subepisode_start,
     )
 
 

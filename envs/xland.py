@@ -5,7 +5,9 @@ The task of a meta-episode is what ``reset_env`` draws: for ``xland:`` a ruleset
 (goal, production rules, initial objects) sampled from a benchmark, then the layout
 and the agent's start; for ``minigrid:`` whatever the MiniGrid env's own reset
 draws. The engine reuses one reset for every sub-episode and rollout (the paper's
-protocol), so all of them face the same ruleset on the same grid.
+protocol), so all of them face the same ruleset on the same grid; with
+``--subepisode-start fresh`` each starts from its own layout of the same ruleset
+(``reset_state``), as in xland-minigrid's RL2.
 
 Observations are xminigrid's symbolic view [V, V, 2] (tile id, colour id); actions its
 six (forward, right, left, pick up, put down, toggle). A sub-episode ends when the goal
@@ -78,32 +80,45 @@ class XLandMiniGrid(environment.Environment[EnvState, EnvParams]):
         self.env_id = env_id
         self.rulesets = rulesets
         self.xenv, self.xparams = xminigrid.make(env_id, **xparams)
+        # Traced once per signature, then reused by every call site of the program (the
+        # engine steps the env in several scans): xminigrid's step is long to trace.
+        self._xreset, self._xstep = jax.jit(self.xenv.reset), jax.jit(self.xenv.step)
 
     @property
     def default_params(self) -> EnvParams:
         return EnvParams(max_steps_in_episode=int(self.xparams.max_steps))
 
-    def _ruleset(self, key: jax.Array, params: EnvParams):
-        from xminigrid.benchmarks import get_ruleset
+    def _ruleset(self, key: jax.Array, params: EnvParams) -> jax.Array:
+        """A ruleset index drawn uniformly from the benchmark (int32 scalar)."""
+        return jax.random.randint(key, (), 0, params.goals.shape[0])
 
-        index = jax.random.randint(key, (), 0, params.goals.shape[0])
-        return index, get_ruleset(params.goals, params.rules, params.init_tiles, index)
+    def _reset(self, key: jax.Array, index: jax.Array, params: EnvParams):
+        """xminigrid's reset in ruleset ``index`` (XLand; ignored for a MiniGrid port)."""
+        xparams = self.xparams
+        if self.rulesets:
+            from xminigrid.benchmarks import get_ruleset
+
+            xparams = xparams.replace(
+                ruleset=get_ruleset(params.goals, params.rules, params.init_tiles, index))
+        timestep = self._xreset(xparams, key)
+        state = EnvState(timestep=timestep, ruleset=jnp.int32(index), time=jnp.int32(0))
+        return self._obs(timestep), state
 
     def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
         """Draw the task: a ruleset (XLand), then xminigrid's layout and start."""
         k_task, k_state = jax.random.split(key)
-        xparams, index = self.xparams, jnp.int32(-1)
-        if self.rulesets:
-            index, ruleset = self._ruleset(k_task, params)
-            xparams = xparams.replace(ruleset=ruleset)
-        timestep = self.xenv.reset(xparams, k_state)
-        state = EnvState(timestep=timestep, ruleset=jnp.int32(index), time=jnp.int32(0))
-        return self._obs(timestep), state
+        index = self._ruleset(k_task, params) if self.rulesets else jnp.int32(-1)
+        return self._reset(k_state, index, params)
+
+    def reset_state(self, key: jax.Array, state: EnvState, params: EnvParams):
+        """A fresh start in the task of ``state`` (``--subepisode-start fresh``): the same
+        ruleset with a new layout and agent start (a MiniGrid port: a new reset)."""
+        return self._reset(key, state.ruleset, params)
 
     def step_env(self, key: jax.Array, state: EnvState, action: jax.Array, params: EnvParams):
         """One xminigrid step; the goal and rules live in the state's encodings."""
         del key
-        timestep = self.xenv.step(self.xparams, state.timestep, jnp.asarray(action, jnp.int32))
+        timestep = self._xstep(self.xparams, state.timestep, jnp.asarray(action, jnp.int32))
         reached = timestep.discount == 0  # xminigrid: 0 only when the goal is reached
         state = state.replace(timestep=timestep, time=state.time + 1)
         info = {"goal": jnp.where(reached, 0, -1).astype(jnp.int32)}
@@ -136,8 +151,13 @@ class XLandMiniGrid(environment.Environment[EnvState, EnvParams]):
         return spaces.Discrete(self.num_actions)
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
+        """Tile and colour ids [V, V, 2]: ``high`` is each channel's largest id (what the
+        ``grid`` encoder's embedding tables size themselves by)."""
+        from xminigrid.core.constants import NUM_COLORS, NUM_TILES
+
         shape = tuple(self.xenv.observation_shape(self.xparams))
-        return spaces.Box(0.0, 255.0, shape, jnp.float32)
+        high = np.broadcast_to(np.asarray([NUM_TILES - 1, NUM_COLORS - 1], np.float32), shape)
+        return spaces.Box(0.0, high, shape, jnp.float32)
 
 
 def _check_id(prefix: str, env_id: str) -> None:
@@ -220,7 +240,7 @@ def _say_once(line: str) -> None:
 # (envs/recipes.py), its K and architecture, the JS divergence at 0.01.
 _COMMON = dict(
     k_explore=3, horizon=20, architecture="meta_lstm", learning_rate=1e-3, lambda_div=0.01,
-    config=NAVIGATION_RECIPE,
+    config=NAVIGATION_RECIPE + (("encoder", "grid"),),
 )
 
 

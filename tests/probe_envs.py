@@ -63,3 +63,14 @@ class Corridor(environment.Environment[CorridorState, CorridorParams]):
     def observation_space(self, params=None):
         """[pos, task]."""
         return spaces.Box(0.0, 100.0, (2,), jnp.float32)
+
+
+class FreshCorridor(Corridor):
+    """A Corridor whose task (``task``) and start (``pos``) are drawn apart: ``reset_state``
+    starts the same task at position 0 or 1 (``--subepisode-start fresh``)."""
+
+    def reset_state(self, key, state, params):
+        """The task of ``state`` from a start drawn from ``key``."""
+        pos = jax.random.randint(key, (), 0, 2).astype(jnp.int32)
+        state = state.replace(pos=pos, time=jnp.array(0, jnp.int32))
+        return self.get_obs(state), state

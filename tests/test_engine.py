@@ -10,7 +10,7 @@ from cmrl_jax.inputs import encode_input
 from cmrl_jax.networks import make_agent
 from cmrl_jax.policy import Categorical
 from cmrl_jax_envs.monty_hall import MontyHall
-from tests.probe_envs import Corridor
+from tests.probe_envs import Corridor, FreshCorridor
 
 ARCHS = ("sequential", "central_lstm", "meta_lstm")
 
@@ -246,3 +246,51 @@ def test_constant_start_computed_once_same_meta_episodes(arch):
     plain = run()
     for a, b in zip(jax.tree.leaves(peeled), jax.tree.leaves(plain), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def fresh_corridor(request):
+    """Meta-episodes of a FreshCorridor (length 3, horizon 4) under both start protocols."""
+    env = FreshCorridor()
+    params = env.default_params.replace(length=3)
+    agent = make_agent(request.param, 8, 2, 3)
+    out = {}
+    for start in ("same", "fresh"):
+        runner = MetaEpisodeRunner(env, params, agent, concurrent=request.param != "sequential",
+                                   k_explore=3, horizon=4, subepisode_start=start)
+        agent_params = agent.init(jax.random.PRNGKey(0), runner.input_dim)
+        out[start] = jax.tree.map(np.asarray, jax.jit(jax.vmap(
+            lambda k, r=runner, p=agent_params: r.run(p, k)))(
+            jax.random.split(jax.random.PRNGKey(1), 32)))
+    return request.param, out
+
+
+def _first_inputs(arch, ep):
+    """The first decision's input of every sub-episode / rollout: [B, S, D] (S: K explore
+    starts, then the exploit start)."""
+    if arch == "sequential":
+        explore = ep.explore.x[:, ::4, 0]  # every H = 4 steps one sub-episode begins
+    else:
+        explore = ep.explore.x[:, 0]  # the K rollouts' first step
+    return np.concatenate([explore, ep.exploit.x[:, :1, 0]], axis=1)
+
+
+def test_fresh_starts_keep_the_task_and_draw_new_states(fresh_corridor):
+    """"fresh": every sub-episode and rollout of a meta-episode sees the same task (obs[1])
+    from its own start (obs[0] in {0, 1}, both seen); "same": all from the reset's (0)."""
+    arch, out = fresh_corridor
+    same, fresh = _first_inputs(arch, out["same"]), _first_inputs(arch, out["fresh"])
+    for first in (same, fresh):
+        np.testing.assert_array_equal(first[..., 1], first[:, :1, 1].repeat(first.shape[1], 1))
+    assert np.all(same[..., 0] == 0)
+    starts = fresh[..., 0]
+    assert set(np.unique(starts)) == {0.0, 1.0}
+    assert np.any(starts.min(axis=1) != starts.max(axis=1))  # starts differ within episodes
+
+
+def test_fresh_start_needs_reset_state():
+    """An env without reset_state cannot run the fresh protocol: one clear error."""
+    env = Corridor()
+    with pytest.raises(ValueError, match="needs an env with reset_state; Corridor"):
+        MetaEpisodeRunner(env, env.default_params, make_agent("sequential", 8, 2, 3),
+                          concurrent=False, k_explore=3, horizon=2, subepisode_start="fresh")

@@ -198,6 +198,8 @@ def test_config_validation(change, message):
         (["--learner", "ppo", "--learner-option", "minibatches=5"], "must divide the batch"),
         (["--learner-option", "clip=0.1"], "learner a2c has no option 'clip'"),
         (["--extra", "learner=ppo"], "unknown or fixed"),
+        (["--subepisode-start", "fresh"], "fresh needs an env that defines reset_state"),
+        (["--subepisode-start", "later"], "unknown subepisode_start 'later'; known: same, fresh"),
     ],
 )
 def test_cli_bad_input(argv, message, tmp_path, capsys):

@@ -4,6 +4,7 @@ Needs the ``xland`` extra (``make install`` has it; CI installs it).
 """
 
 import bz2
+import json
 import pickle
 
 import jax
@@ -121,15 +122,40 @@ def test_cli_refuses_an_unknown_id_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_the_command_trains_from_an_offline_benchmark_and_reports_heldout(tmp_path, capsys):
+    """The done-when of issue 21 at tiny sizes: ``--env xland:...`` alone builds a benchmark
+    offline, trains (grid encoder, fresh sub-episode starts) and prints a table with
+    training and held-out success (about a minute: XLand's step is long to compile)."""
+    from experiments import train
+
+    out = tmp_path / "o"
+    train.main(["--env", ENV, "--env-option", "num_rulesets=16", "--updates", "2",
+                "--chunk-updates", "2", "--seeds", "1", "--batch-size", "4", "--horizon", "5",
+                "--k-explore", "2", "--hidden", "8", "--methods", "ERL2",
+                "--subepisode-start", "fresh",
+                "--extra", "eval_batches=1", "eval_batch_size=4", "--out", str(out),
+                "--no-progress"])
+    captured = capsys.readouterr()
+    assert "16 rulesets built offline" in captured.err
+    header = next(line for line in captured.out.splitlines() if line.startswith("| Model"))
+    assert "Final Perf." in header and "Held-out Final" in header
+    row = next(line for line in captured.out.splitlines() if line.startswith("| ERL2"))
+    assert row.count("(1 seed)") == 2  # training and held-out success
+    config = json.loads((out / "sequential" / "config.json").read_text())
+    assert config["encoder"] == "grid" and config["subepisode_start"] == "fresh"
+    assert (out / "table.json").exists()
+
+
 @pytest.mark.slow  # its compile alone takes a minute or more on 2 cores
 def test_tiny_training_run_is_finite():
-    """Two CMRL updates on 9 x 9 rulesets (K = 2, H = 4): the program builds and stays
+    """Two CMRL updates on 9 x 9 rulesets (K = 2, H = 5): the program builds and stays
     finite; an evaluation runs."""
     from cmrl_jax.train import make_trainer
 
     cfg = TrainConfig(env=ENV, env_kwargs=(("num_rulesets", 16),), architecture="meta_lstm",
-                      hidden=8, k_explore=2, horizon=4, batch_size=4, num_updates=2,
-                      chunk_updates=2, eval_batches=1, eval_batch_size=4,
+                      hidden=8, k_explore=2, horizon=5, batch_size=4, num_updates=2,
+                      chunk_updates=2, eval_batches=1, eval_batch_size=4, encoder="grid",
+                      subepisode_start="fresh",
                       runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 0.01),))
     trainer = make_trainer(cfg)
     state, hp = trainer.init()
