@@ -24,7 +24,7 @@ else
 $(error DEVICE must be cpu, cuda or tpu, got '$(DEVICE)')
 endif
 
-.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test test-slow lint bench bench-peer device-check clean-venv
+.PHONY: install reproduce-table1 reproduce-table2 reproduce-table3 reproduce-table4 test test-slow lint bench bench-xland bench-peer device-check clean-venv
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
 	$(BIN)/python -m benchmarks.table_cost all --repeats 3
+
+# XLand-MiniGrid: our RL2 and CMRL's env steps/s against environments per device.
+bench-xland: $(STAMP)
+	$(BIN)/python -m benchmarks.xland_throughput $(ARGS)
 
 # The PyTorch peer of Table 1's RL2 / ERL2 update (eager and torch.compile) against ours,
 # one process, same pinned cores; installs the optional `peer` extra (torch, CPU wheel).

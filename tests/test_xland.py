@@ -189,3 +189,23 @@ def test_rulesets_split_into_training_and_heldout():
     spec = env_spec(ENV)
     assert spec.heldout({"num_rulesets": 8}) == {"num_rulesets": 8, "split": "test"}
     assert spec.heldout({"holdout": 0.0}) is None
+
+
+def test_throughput_benchmark_refuses_bad_sizes_and_tabulates(capsys):
+    """``benchmarks.xland_throughput``: impossible sizes are one line, exit 2, before any
+    compile; the table puts RL2 and CMRL side by side with CMRL's cost per env step."""
+    from benchmarks import xland_throughput as xt
+
+    with pytest.raises(SystemExit) as e:
+        xt.main(["--envs", "0"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --envs, --hidden, --k-explore, --horizon, --chunk and --repeats must be >= 1"]
+    rows = [{"case": "RL2", "envs": 64, "steps_per_s": 3000},
+            {"case": "CMRL", "envs": 64, "steps_per_s": 2000},
+            {"case": "RL2", "envs": 256, "steps_per_s": 9000}]
+    lines = xt.table(rows).splitlines()
+    assert lines[2] == "| 64 | 3,000 | 2,000 | 1.50x |"
+    assert lines[3] == "| 256 | 9,000 | - | - |"
+    cfg = xt.config("CMRL", 8, 16, 3, 4, 1, "ppo", 16)
+    assert (cfg.cell, cfg.encoder, cfg.subepisode_start) == ("gru", "grid", "fresh")
