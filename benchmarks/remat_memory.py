@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from cmrl_jax.config import REMAT, ConfigError, RunSpec, TrainConfig
 from cmrl_jax.train import make_trainer
 
 
@@ -56,7 +56,7 @@ def table(rows: list[dict]) -> str:
     head = "| learner | remat | " + " | ".join(f"H = {h}" for h in horizons) + " | b |"
     lines = [head, "|" + "---|" * (len(horizons) + 3)]
     for learner in dict.fromkeys(r["learner"] for r in rows):
-        for remat in ("none", "step"):
+        for remat in REMAT:
             got = sorted((r for r in rows if r["learner"] == learner and r["remat"] == remat),
                          key=lambda r: r["horizon"])
             if not got:
@@ -75,13 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--k-explore", type=int, default=3)
+    p.add_argument("--remat", nargs="+", default=list(REMAT), choices=list(REMAT))
     a = p.parse_args(argv)
     if min(a.horizons) < 1 or a.batch_size < 1 or a.hidden < 1 or a.k_explore < 2:
         p.exit(2, "error: horizons, --batch-size and --hidden must be >= 1, --k-explore >= 2\n")
     rows = []
     try:
         for learner in a.learner:
-            for remat in ("none", "step"):
+            for remat in a.remat:
                 for h in a.horizons:
                     row = measure(a.env, h, remat, learner, a.batch_size, a.hidden, a.k_explore)
                     print(json.dumps(row), flush=True)

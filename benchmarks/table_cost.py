@@ -107,7 +107,7 @@ def project(programs: list[dict], backend: str, cores: int) -> dict:
             "projected_table_wall_s_shared_cores": round(max(max(totals), cpu / cores))}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Time one chunk of every program of the table."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("tables", nargs="+", choices=TABLES + ("all",), help="tables to time")
@@ -120,7 +120,7 @@ def main() -> None:
                    help="options of the learners (e.g. epochs=2)")
     p.add_argument("--env-option", nargs="+", default=[], metavar="KEY=VALUE",
                    help="replace one of the table's env options (one table only)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     for name, value in (("--chunk", a.chunk), ("--seeds", a.seeds),
                         ("--batch-size", a.batch_size), ("--repeats", a.repeats)):
         if value < 1:

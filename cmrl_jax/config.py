@@ -87,7 +87,7 @@ class RunSpec:
         check_number("lambda_div", self.lambda_div)
 
 
-REMAT = ("none", "step")
+REMAT = ("none", "step", "segments")
 """Rematerialisation of the differentiated step scans (``engine.MetaEpisodeRunner``)."""
 
 START_PROTOCOLS = ("same", "fresh")
@@ -141,7 +141,8 @@ class TrainConfig:
     learner: str = "a2c"  # what turns meta-episodes into updates (learners.LEARNERS)
     learner_options: tuple[tuple[str, Any], ...] = ()  # the learner's options (its defaults)
     # "step": rematerialise every differentiated step (jax.checkpoint; engine.REMAT): memory
-    # for long meta-episodes, for about one more forward pass of compute.
+    # for long meta-episodes, for about one more forward pass of compute; "segments": in
+    # segments of about sqrt(T) steps (activations held grow like sqrt(T)).
     remat: str = "none"
     # "same": every sub-episode and rollout starts from the state the meta-episode's reset
     # drew (the paper's); "fresh": each from its own draw of the env's reset_state in the

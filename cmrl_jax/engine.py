@@ -99,8 +99,18 @@ class RolloutState:
     memory: Any  # agent recurrent state
 
 
+REMAT = ("none", "step", "segments")
+"""Rematerialisation of the differentiated step scans (``MetaEpisodeRunner``'s ``remat``)."""
+
 START_PROTOCOLS = ("same", "fresh")
 """Where sub-episodes start (``MetaEpisodeRunner``'s ``subepisode_start``; config mirrors it)."""
+
+
+def segment_length(t: int) -> int:
+    """The divisor of ``t`` nearest sqrt(t) (ties: the smaller): steps per rematerialised
+    segment. A prime ``t`` gets 1 (per-step checkpoints)."""
+    divisors = [d for d in range(1, t + 1) if t % d == 0]
+    return min(divisors, key=lambda d: (abs(d - t ** 0.5), d))
 
 
 def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
@@ -141,7 +151,11 @@ class MetaEpisodeRunner:
         ``remat``: ``"none"``, or ``"step"``: every step of the scans the loss
         differentiates (decisions, replays, divergence re-runs) is rematerialised
         (``jax.checkpoint``): its activations are recomputed in the backward pass instead
-        of stored, so memory no longer holds every step's intermediates (``config.REMAT``).
+        of stored, so memory no longer holds every step's intermediates; ``"segments"``:
+        each scan of T steps runs as segments of about sqrt(T) steps (the divisor of T
+        nearest sqrt(T)), each segment under ``jax.checkpoint``: the backward pass keeps
+        the carries at segment boundaries and recomputes one segment at a time, so the
+        activations held grow like sqrt(T) (the stored inputs and heads stay linear).
 
         ``subepisode_start``: ``"same"``, every sub-episode and rollout starts from the
         state the meta-episode's reset drew (the paper's protocol), or ``"fresh"``: each
@@ -161,8 +175,8 @@ class MetaEpisodeRunner:
         self.horizon = horizon
         self.reward_scale = reward_scale
         self.success_fn = success or goal_success
-        if remat not in ("none", "step"):  # config.REMAT (the config cannot be imported here)
-            raise ValueError(f"remat must be 'none' or 'step', got {remat!r}")
+        if remat not in REMAT:
+            raise ValueError(f"remat must be one of {REMAT}, got {remat!r}")
         self.remat = remat
         if subepisode_start not in START_PROTOCOLS:
             raise ValueError(f"subepisode_start must be one of {START_PROTOCOLS}, "
@@ -199,9 +213,23 @@ class MetaEpisodeRunner:
             )
 
     # ------------------------------------------------------------------ steps
-    def _rematerialised(self, body):
-        """``body`` of a step scan, under ``jax.checkpoint`` when ``remat == "step"``."""
-        return jax.checkpoint(body) if self.remat == "step" else body
+    def _scan(self, body, carry, xs, unroll: bool):
+        """``lax.scan(body, carry, xs)`` of a differentiated step scan, rematerialised as
+        ``remat`` says (per step, or in segments of about sqrt(T) steps)."""
+        if self.remat == "step":
+            return jax.lax.scan(jax.checkpoint(body), carry, xs, unroll=unroll)
+        if self.remat == "none":
+            return jax.lax.scan(body, carry, xs, unroll=unroll)
+        t = jax.tree.leaves(xs)[0].shape[0]
+        seg = segment_length(t)
+        split = jax.tree.map(lambda a: jnp.reshape(a, (t // seg, seg) + a.shape[1:]), xs)
+
+        @jax.checkpoint
+        def segment(c, part):
+            return jax.lax.scan(body, c, part)
+
+        carry, ys = jax.lax.scan(segment, carry, split)
+        return carry, jax.tree.map(lambda a: jnp.reshape(a, (t,) + a.shape[2:]), ys)
 
     def step_params(self, params):
         """The parameters the step functions use: ``params`` with the constant input
@@ -304,20 +332,19 @@ class MetaEpisodeRunner:
             k, t = kt
             return self._step(net_step, params, carry, k, t, greedy, absorb)
 
-        body = self._rematerialised(body)
-
         keys = jax.random.split(key, self.horizon)
         steps = (keys, jnp.arange(self.horizon))
         if not self.constant_start:
-            return SubEpisode(*jax.lax.scan(body, s, steps, unroll=self.horizon <= 4))
+            return SubEpisode(*self._scan(body, s, steps, self.horizon <= 4))
         # The first decision outside the loop (see ``inputs.constant_first_observation``):
         # the same keys and arithmetic, computed once where its inputs are unbatched.
-        s, first = body(s, jax.tree.map(lambda a: a[0], steps))
+        first_body = jax.checkpoint(body) if self.remat != "none" else body
+        s, first = first_body(s, jax.tree.map(lambda a: a[0], steps))
         first = jax.tree.map(lambda a: a[None], first)
         if self.horizon == 1:
             return SubEpisode(s, first)
         rest = jax.tree.map(lambda a: a[1:], steps)
-        s, later = jax.lax.scan(body, s, rest, unroll=self.horizon <= 4)
+        s, later = self._scan(body, s, rest, self.horizon <= 4)
         return SubEpisode(s, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, later))
 
     # ------------------------------------------------------------ meta-episode
@@ -436,8 +463,7 @@ class MetaEpisodeRunner:
                 memory, logits, value = step(params, memory, *xs)
                 return memory, (logits, value)
 
-            body = self._rematerialised(body)
-            return jax.lax.scan(body, memory, (x, steps), unroll=x.shape[0] <= 4)
+            return self._scan(body, memory, (x, steps), x.shape[0] <= 4)
 
         e, x = ep.explore, ep.exploit
         memory, (e_logits, e_value) = scan_steps(
@@ -465,11 +491,6 @@ class MetaEpisodeRunner:
             memory, logits, _ = self.agent.explore_step(params, memory, *xs)
             return memory, logits
 
-        body = self._rematerialised(body)
-        _, logits = jax.lax.scan(
-            body,
-            self.agent.explore_carry(params),
-            (x, self.memory_steps(live)),
-            unroll=x.shape[0] <= 4,
-        )
+        _, logits = self._scan(body, self.agent.explore_carry(params),
+                               (x, self.memory_steps(live)), x.shape[0] <= 4)
         return logits

@@ -186,10 +186,12 @@ def compile_ahead(trainer, state, hp) -> None:
     thread compiles the training chunk (one XLA compile keeps about one core busy; an
     XLand program's three take about as long each). The calls that follow find them in
     jit's cache."""
-    pieces = [f for f in (trainer.evaluate, trainer.evaluate_heldout) if f is not None]
-    with ThreadPoolExecutor(len(pieces)) as pool:
+    jitted = lambda f: hasattr(f, "lower")  # noqa: E731 - a wrapped piece compiles on call
+    pieces = [f for f in (trainer.evaluate, trainer.evaluate_heldout) if jitted(f)]
+    with ThreadPoolExecutor(max(len(pieces), 1)) as pool:
         futures = [pool.submit(lambda f=f: f.lower(state, hp).compile()) for f in pieces]
-        trainer.train_chunk.lower(state, hp).compile()
+        if jitted(trainer.train_chunk):
+            trainer.train_chunk.lower(state, hp).compile()
         for future in futures:
             future.result()
 

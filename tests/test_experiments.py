@@ -1,5 +1,7 @@
 """Experiment plans: which runs go into which compiled program (nothing is trained)."""
 
+import pytest
+
 from cmrl_jax.config import get_method
 from cmrl_jax.tables import TableArgs, make_plan
 from cmrl_jax_envs.monty_hall import oracle_success
@@ -94,19 +96,20 @@ def test_monty_hall_oracle():
     assert "100.0 %" in table1.oracle_line()
 
 
-def test_table_cost_env_option_is_checked_before_anything_compiles():
+def test_table_cost_env_option_is_checked_before_anything_compiles(capsys):
     """benchmarks.table_cost --env-option: a bad value, an unknown key or several tables
-    are one line and exit status 2 (nothing is built or timed)."""
-    import subprocess
-    import sys
+    are one line and exit status 2 (nothing is built or timed). In process: the command
+    line's own path is tested once for all commands by test_train's subprocess test."""
+    from benchmarks import table_cost
 
     for args, says in ((["table3", "--env-option", "impl=mpi"], "impl must be one of"),
                        (["table3", "--env-option", "colour=red"], "has no option 'colour'"),
                        (["table2", "table3", "--env-option", "impl=jax"], "exactly one table")):
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.table_cost", *args],
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
-        assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+        with pytest.raises(SystemExit) as e:
+            table_cost.main(args)
+        out = capsys.readouterr()
+        assert e.value.code == 2 and says in out.err, out.err
+        assert out.out == "" and len(out.err.strip().splitlines()) == 1
 
 
 def test_table_cost_projection_by_hand():

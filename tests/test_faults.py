@@ -131,6 +131,7 @@ def reference(tmp_path_factory) -> tuple[tuple[str, list], float]:
 # --- parallel programs checkpointing ------------------------------------------------------
 
 
+@pytest.mark.slow  # 20 s of threads writing checkpoints: the slow tier (make test's 10 minutes)
 def test_parallel_checkpointers_stress(tmp_path):
     """Three managers saving at once in threads, 20 saves each, 3 rounds a trial: every
     save lands.
