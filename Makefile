@@ -64,7 +64,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.throughput $(ARGS)
 	$(BIN)/python -m benchmarks.table_cost all --repeats 3
 
-# XLand-MiniGrid: our RL2 and CMRL's env steps/s against environments per device.
+# XLand-MiniGrid: our RL2 and CMRL's env steps/s against environments per device;
+# ARGS="--peer ../xland-minigrid" runs xland-minigrid's own RL2 trainer beside them.
 bench-xland: $(STAMP)
 	$(BIN)/python -m benchmarks.xland_throughput $(ARGS)
 

@@ -191,21 +191,92 @@ def test_rulesets_split_into_training_and_heldout():
     assert spec.heldout({"holdout": 0.0}) is None
 
 
-def test_throughput_benchmark_refuses_bad_sizes_and_tabulates(capsys):
-    """``benchmarks.xland_throughput``: impossible sizes are one line, exit 2, before any
-    compile; the table puts RL2 and CMRL side by side with CMRL's cost per env step."""
+def test_throughput_benchmark_refuses_bad_sizes_and_tabulates(capsys, tmp_path):
+    """``benchmarks.xland_throughput``: impossible sizes and a checkout that is not
+    xland-minigrid's are one line, exit 2, before any compile; the table puts RL2, CMRL and
+    the peer side by side with CMRL's cost per env step and RL2's ratio to the peer."""
     from benchmarks import xland_throughput as xt
 
-    with pytest.raises(SystemExit) as e:
-        xt.main(["--envs", "0"])
-    assert e.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --envs, --hidden, --k-explore, --horizon, --chunk and --repeats must be >= 1"]
-    rows = [{"case": "RL2", "envs": 64, "steps_per_s": 3000},
-            {"case": "CMRL", "envs": 64, "steps_per_s": 2000},
-            {"case": "RL2", "envs": 256, "steps_per_s": 9000}]
+    for argv, message in [
+        (["--envs", "0"], "--envs, --hidden, --k-explore, --horizon, --chunk and --repeats "
+                          "must be >= 1"),
+        (["--peer", str(tmp_path)], f"--peer {tmp_path}: not a checkout of "
+                                    "dunnolab/xland-minigrid (no training/train_meta_task.py"),
+        (["--envs", "16", "--horizon", "5", "--peer", str(_fake_checkout(tmp_path / "x"))],
+         "the peer updates every 32 steps: a trial of 20 steps"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            xt.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    rows = [{"case": "RL2", "envs": 64, "trial_steps": 128, "steps_per_s": 3000,
+             "temp_mib": 10.0},
+            {"case": "CMRL", "envs": 64, "trial_steps": 128, "steps_per_s": 2000,
+             "temp_mib": 20.5},
+            {"case": "peer", "envs": 64, "trial_steps": 128, "steps_per_s": 1500},
+            {"case": "RL2", "envs": 256, "trial_steps": 128, "steps_per_s": 9000},
+            {"case": "peer", "envs": 256, "trial_steps": 128, "error": "it failed"}]
     lines = xt.table(rows).splitlines()
-    assert lines[2] == "| 64 | 3,000 | 2,000 | 1.50x |"
-    assert lines[3] == "| 256 | 9,000 | - | - |"
+    assert lines[0].startswith("| envs | trial steps | remat | RL2 steps/s | CMRL steps/s |")
+    assert lines[2] == "| 64 | 128 | none | 3,000 | 2,000 | 10.0 | 20.5 | 1.50x | 1,500 | 2.00x |"
+    assert lines[3] == "| 256 | 128 | none | 9,000 | - | - | - | - | - | - |"
     cfg = xt.config("CMRL", 8, 16, 3, 4, 1, "ppo", 16)
     assert (cfg.cell, cfg.encoder, cfg.subepisode_start) == ("gru", "grid", "fresh")
+
+
+# The snapshot's RolloutStats, as its training/utils.py has it (0d306d1): the patch's target.
+_ROLLOUT_STATS = """class RolloutStats(struct.PyTreeNode):
+    reward: jax.Array = jnp.asarray(0.0)
+    length: jax.Array = jnp.asarray(0)
+    episodes: jax.Array = jnp.asarray(0)
+
+
+def rollout(rng):
+    prev_action = jnp.asarray(0)
+"""
+
+
+def _fake_checkout(root):
+    (root / "training").mkdir(parents=True)
+    (root / "src" / "xminigrid").mkdir(parents=True)
+    (root / "training" / "train_meta_task.py").write_text("print('hi')\n")
+    (root / "training" / "utils.py").write_text(_ROLLOUT_STATS)
+    return root
+
+
+def test_peer_is_patched_in_a_scratch_copy_sized_and_read(tmp_path):
+    """The peer's compatibility change lands in a copy (its three field defaults, not the
+    local ``prev_action``), the checkout stays as it was, its flags carry our sizes, and
+    its steps/s come from its own 'Training... Done in' line."""
+    import dataclasses
+
+    from benchmarks import xland_peer as xp
+
+    checkout = xp.check_checkout(_fake_checkout(tmp_path / "xland-minigrid"))
+    bench = xb.save_benchmark(xb.build_benchmark(4), tmp_path / "b.pkl.bz2")
+    training = xp.prepare(checkout, tmp_path / "work", bench)
+    patched = (training / "utils.py").read_text()
+    assert patched.count("struct.field(default_factory=lambda: jnp.asarray(") == 3
+    assert "    prev_action = jnp.asarray(0)\n" in patched
+    assert (checkout / "training" / "utils.py").read_text() == _ROLLOUT_STATS
+    assert (tmp_path / "work" / "data" / xp.BENCHMARK_FILE).read_bytes() == bench.read_bytes()
+    ns = {}
+    exec(compile(patched.split("def rollout")[0], "utils", "exec"),
+         {"struct": __import__("flax").struct, "jax": jax, "jnp": jnp}, ns)
+    assert float(ns["RolloutStats"]().reward) == 0.0  # the patched class builds
+
+    size = xp.PeerSize(envs=64, hidden=256, trial=128, updates=3)
+    args = dict(zip(size.args()[::2], size.args()[1::2], strict=True))
+    assert args["--num_envs"] == "64" and args["--rnn_hidden_dim"] == "256"
+    assert args["--num_steps_per_env"] == "128" and args["--total_timesteps"] == "24576"
+    assert args["--eval_num_envs"] == "1" and args["--benchmark_id"] == xp.BENCHMARK_ID
+    out = "Compiling...\nDone in 17.16s.\nTraining...\nDone in 2.50s.\nFinal return:  0.25\n"
+    assert xp.parse(out) == {"compile_s": 17.16, "train_s": 2.5, "final_return": 0.25}
+    with pytest.raises(RuntimeError, match="no 'Compiling"):
+        xp.parse("Compiling...\nDone in 1s.\n")
+    for bad, message in [(dict(trial=100), "multiple of it"),
+                         (dict(envs=24), "16 minibatches must divide its 24"),
+                         (dict(hidden=0), "peer hidden must be >= 1")]:
+        with pytest.raises(ConfigError, match=message):
+            dataclasses.replace(size, **bad)
