@@ -21,6 +21,9 @@ same learner, cell and hidden size. Each case: compile, one warm-up chunk, then
 ``--repeats`` timed chunks (median). Memory: XLA's temporary buffers of the compiled
 update (``temp_mib``, the peak beside parameters and inputs).
 
+``--window 32``: our PPO with truncated backpropagation, a PPO step every 32 decision
+slots from the carried memory as the peer's (docs/design.md, "Truncated backpropagation").
+
 ``--peer CHECKOUT`` (benchmarks/xland_peer.py) runs xland-minigrid's
 ``training/train_meta_task.py`` from that checkout after our cases at each size, at the
 same task, benchmark file, environments, GRU size and trial length ((K + 1) x H steps,
@@ -141,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=1, help="PPO's epochs (the peer's: 1)")
     p.add_argument("--minibatches", type=int, default=16,
                    help="PPO's minibatches (the peer's: 16)")
+    p.add_argument("--window", type=int, default=0,
+                   help="PPO's truncated-backpropagation window (0: whole meta-episodes; "
+                        "the peer's: 32)")
     p.add_argument("--num-rulesets", type=int, default=1024)
     p.add_argument("--memory-only", action="store_true",
                    help="compile only: temporary memory, no timing")
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                 or a.chunk < 1 or a.repeats < 1:
             raise ConfigError("--envs, --hidden, --k-explore, --horizon, --chunk and "
                               "--repeats must be >= 1")
-        opts = (("epochs", a.epochs), ("minibatches", a.minibatches)) \
+        opts = (("epochs", a.epochs), ("minibatches", a.minibatches), ("window", a.window)) \
             if a.learner == "ppo" else ()
         peer = None
         if a.peer:

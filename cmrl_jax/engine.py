@@ -85,6 +85,20 @@ class SubEpisode(NamedTuple):
     steps: Transition  # leaves [H, R, ...]
 
 
+class WindowStarts(NamedTuple):
+    """The carried memories of truncated backpropagation (``MetaEpisodeRunner.window_starts``):
+    the memory at the start of each window of a collected meta-episode's phases.
+
+    Leaves: explore [T_e / W, ...], exploit [H / W, ...] (the exploit carry: the first one
+    is the hand-off's memory); cross [num_derangements, T_e / W, ...] (concurrent: the
+    explore network's memory on each derangement's permuted inputs), else None.
+    """
+
+    explore: Any
+    exploit: Any
+    cross: Any = None
+
+
 @struct.dataclass
 class RolloutState:
     """Scan carry of R rollouts stepping together."""
@@ -457,23 +471,77 @@ class MetaEpisodeRunner:
         """
         params = self.step_params(params)
         agent = self.agent
+        e, x = ep.explore, ep.exploit
+        memory, (e_logits, e_value) = self._replay_steps(
+            agent.explore_step, params, agent.explore_carry(params), e.x,
+            self.memory_steps(e.live))
+        memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
+        _, (x_logits, x_value) = self._replay_steps(
+            agent.exploit_step, params, agent.exploit_carry(params, memory), x.x, x.live)
+        return e_logits, e_value, x_logits, x_value
 
-        def scan_steps(step, memory, x, steps):
+    def _replay_steps(self, step, params, memory, x: jax.Array, steps: jax.Array,
+                      differentiated: bool = True):
+        """Scan ``step`` (with step parameters) over stored inputs x [T, R, D] and memory
+        steps [T, R] from ``memory`` -> (memory after, (logits [T, R, P], values [T, R]));
+        rematerialised as ``remat`` says where ``differentiated``."""
+
+        def body(memory, xs):
+            memory, logits, value = step(params, memory, *xs)
+            return memory, (logits, value)
+
+        unroll = x.shape[0] <= 4
+        if differentiated:
+            return self._scan(body, memory, (x, steps), unroll)
+        return jax.lax.scan(body, memory, (x, steps), unroll=unroll)
+
+    # ------------------------------------------------- truncated backpropagation
+    def window_starts(self, params, ep: MetaEpisode, window: int,
+                      perms: jax.Array | None = None) -> WindowStarts:
+        """The memory at the start of every window of ``window`` decision slots of a stored
+        meta-episode, as the run that made it carried it (no gradient): what truncated
+        backpropagation restarts each window from.
+
+        A forward pass over the stored inputs, stepping the memory exactly where the run
+        did (``replay``); the hand-off is a window boundary (the exploit phase's first
+        window starts from its memory). ``perms`` [num_derangements, K] (concurrent):
+        also the explore network's memories on each derangement's permuted inputs, the
+        starts of the divergence term's windows. ``window`` divides H (so T_e too).
+        """
+        params = self.step_params(jax.lax.stop_gradient(params))
+        agent = self.agent
+
+        def starts(step, memory, x, steps):
+            n = x.shape[0] // window
+            split = lambda a: jnp.reshape(a, (n, window) + a.shape[1:])  # noqa: E731
+
             def body(memory, xs):
-                memory, logits, value = step(params, memory, *xs)
-                return memory, (logits, value)
+                after, _ = self._replay_steps(step, params, memory, *xs, differentiated=False)
+                return after, memory
 
-            return self._scan(body, memory, (x, steps), x.shape[0] <= 4)
+            return jax.lax.scan(body, memory, (split(x), split(steps)))
 
         e, x = ep.explore, ep.exploit
-        memory, (e_logits, e_value) = scan_steps(
-            agent.explore_step, agent.explore_carry(params), e.x, self.memory_steps(e.live)
-        )
+        e_steps = self.memory_steps(e.live)
+        memory, e_starts = starts(agent.explore_step, agent.explore_carry(params), e.x, e_steps)
         memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
-        _, (x_logits, x_value) = scan_steps(
-            agent.exploit_step, agent.exploit_carry(params, memory), x.x, x.live
-        )
-        return e_logits, e_value, x_logits, x_value
+        _, x_starts = starts(agent.exploit_step, agent.exploit_carry(params, memory), x.x,
+                             x.live)
+        cross = None
+        if self.concurrent and perms is not None:
+            runs = [starts(agent.explore_step, agent.explore_carry(params), e.x[:, perm],
+                           e_steps[:, perm])[1] for perm in perms]
+            cross = jax.tree.map(lambda *a: jnp.stack(a), *runs)
+        return WindowStarts(e_starts, x_starts, cross)
+
+    def replay_window(self, params, explore: bool, memory, x: jax.Array, steps: jax.Array):
+        """Re-run one window of stored inputs x [W, R, D] (memory steps [W, R]) from its
+        carried start ``memory`` (a constant: the gradient stops there) with the explore
+        or the exploit network -> (logits [W, R, P], values [W, R])."""
+        params = self.step_params(params)
+        step = self.agent.explore_step if explore else self.agent.exploit_step
+        _, heads = self._replay_steps(step, params, jax.lax.stop_gradient(memory), x, steps)
+        return heads
 
     def rerun_explore(self, params, x: jax.Array, live: jax.Array):
         """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A].

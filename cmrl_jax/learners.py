@@ -91,6 +91,12 @@ def positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"learner option {name} must be a positive integer, got {value!r}")
 
 
+def nonnegative_int(name: str, value: Any) -> None:
+    """An option check: an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"learner option {name} must be an integer >= 0, got {value!r}")
+
+
 def number_in(low: float, high: float = math.inf, strict: bool = False):
     """An option check: a finite number in [low, high] (> low if ``strict``)."""
 
@@ -225,14 +231,24 @@ class PPO(Learner):
         # advantages let the exploit policy collapse: docs/results.md).
         "normalize_advantages": Option(False, False, boolean,
                                        "advantages to mean 0, std 1 per minibatch"),
+        # Truncated backpropagation (docs/design.md, "Truncated backpropagation"): the
+        # update's epochs and minibatches run once per window, in order, each window
+        # re-run from the memory the collection carried into it.
+        "window": Option(0, False, nonnegative_int,
+                         "decision slots per truncated-backpropagation window (0: whole "
+                         "meta-episodes; must divide H)"),
     }
 
     def check(self, cfg) -> None:
         super().check(cfg)
-        m = self.resolve(dict(cfg.learner_options))["minibatches"]
+        opts = self.resolve(dict(cfg.learner_options))
+        m, w = opts["minibatches"], opts["window"]
         if cfg.batch_size % m:
             raise ConfigError(f"learner option minibatches ({m}) must divide the batch size "
                               f"({cfg.batch_size})")
+        if w and cfg.horizon % w:
+            raise ConfigError(f"learner option window ({w}) must divide the horizon H "
+                              f"({cfg.horizon}): windows never straddle a sub-episode")
 
     def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
         from cmrl_jax.evaluate import episode_stats
@@ -240,6 +256,8 @@ class PPO(Learner):
         from cmrl_jax.parallel import shard_batch
 
         opts = self.resolve(dict(cfg.learner_options))
+        if opts["window"]:
+            return self._truncated_update(runner, cfg, tx, mesh, opts)
         epochs, num_mb = opts["epochs"], opts["minibatches"]
         size = cfg.batch_size // num_mb
 
@@ -291,6 +309,95 @@ class PPO(Learner):
                 grad_norm=jnp.mean(grad_norm),
                 approx_kl=jnp.mean(info.approx_kl),
                 clip_fraction=jnp.mean(info.clip_fraction),
+                success=stats.success,
+                visited_goals=stats.visited_goals,
+                finite=jnp.bool_(True),
+            )
+            return params, opt_state, metrics
+
+        return update
+
+
+    def _truncated_update(self, runner, cfg, tx, mesh, opts) -> UpdateFn:
+        """PPO with truncated backpropagation (option ``window`` = W > 0).
+
+        Collect the batch as the whole-meta-episode update does (the same advantages and
+        targets), then take the carried memory at every window start
+        (``MetaEpisodeRunner.window_starts``) and run the epochs over minibatches once per
+        window, explore windows in order, then exploit windows: each optimizer step
+        differentiates W decision slots re-run from the window's carried memory.
+        """
+        from cmrl_jax.evaluate import episode_stats
+        from cmrl_jax.loss import collect, ppo_window_loss, window_of
+        from cmrl_jax.parallel import shard_batch
+
+        epochs, num_mb, w = opts["epochs"], opts["minibatches"], opts["window"]
+        size = cfg.batch_size // num_mb
+        t_e = cfg.horizon * (1 if cfg.concurrent else cfg.k_explore)
+        phases = ((True, t_e // w), (False, cfg.horizon // w))  # (explore?, windows)
+
+        def update(params, opt_state, hp, key, perms, ent_e, ent_x):
+            k_collect, k_shuffle = jax.random.split(key)
+            keys = shard_batch(jax.random.split(k_collect, cfg.batch_size), mesh)
+            lp = hp.learner
+            batch = jax.vmap(
+                lambda k: collect(runner, cfg, params, k, hp.scheme, lp["gae_lambda"])
+            )(keys)
+            starts = jax.vmap(lambda c: runner.window_starts(params, c.episode, w, perms))(
+                batch)
+
+            def phase_updates(carry, explore: bool, n: int, key):
+                entropy_coef = ent_e if explore else ent_x
+
+                def window_update(carry, ik):
+                    i, k = ik
+                    win = jax.vmap(lambda c, s: window_of(runner, c, s, explore, i, w))(
+                        batch, starts)
+
+                    def minibatch_step(carry, idx):
+                        params, opt_state = carry
+                        mb = jax.tree.map(lambda a: a[idx], win)
+                        adv = mb.advantage
+                        if opts["normalize_advantages"]:
+                            (adv,) = normalize((adv,), (mb.steps.live,))
+
+                        def loss_fn(p):
+                            loss, info = jax.vmap(
+                                lambda one, a: ppo_window_loss(
+                                    runner, cfg, p, one, a, explore, perms, hp.lambda_div,
+                                    entropy_coef, lp["clip"], lp["value_clip"])
+                            )(mb, adv)
+                            return jnp.mean(loss), jax.tree.map(jnp.mean, info)
+
+                        (loss, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+                        params, opt_state = _step(tx, params, opt_state, grads,
+                                                  hp.learning_rate)
+                        return (params, opt_state), (loss, info, optax.tree.norm(grads))
+
+                    def epoch(carry, k):
+                        order = jax.random.permutation(k, cfg.batch_size)
+                        return jax.lax.scan(minibatch_step, carry,
+                                            jnp.reshape(order, (num_mb, size)))
+
+                    return jax.lax.scan(epoch, carry, jax.random.split(k, epochs))
+
+                return jax.lax.scan(window_update, carry,
+                                    (jnp.arange(n), jax.random.split(key, n)))
+
+            k_e, k_x = jax.random.split(k_shuffle)
+            carry, (loss_e, info_e, gn_e) = phase_updates((params, opt_state), *phases[0], k_e)
+            (params, opt_state), (loss_x, info_x, gn_x) = phase_updates(carry, *phases[1], k_x)
+            both = lambda a, b: jnp.mean(jnp.concatenate([a.ravel(), b.ravel()]))  # noqa: E731
+            stats = jax.tree.map(jnp.mean, jax.vmap(episode_stats)(batch.episode))
+            metrics = PPOMetrics(
+                loss=both(loss_e, loss_x),
+                ppo=both(info_e.ppo, info_x.ppo),
+                divergence=jnp.mean(info_e.divergence),
+                entropy_explore=jnp.mean(info_e.entropy_explore),
+                entropy_exploit=jnp.mean(info_x.entropy_exploit),
+                grad_norm=both(gn_e, gn_x),
+                approx_kl=both(info_e.approx_kl, info_x.approx_kl),
+                clip_fraction=both(info_e.clip_fraction, info_x.clip_fraction),
                 success=stats.success,
                 visited_goals=stats.visited_goals,
                 finite=jnp.bool_(True),

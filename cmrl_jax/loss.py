@@ -8,14 +8,14 @@ reward schemes (``training_rewards``) and the same divergence term
 (``divergence_loss``).
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from cmrl_jax.a2c import a2c_terms, discounted_returns
 from cmrl_jax.divergence import cross_divergence
-from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner, Transition
+from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner, Transition, WindowStarts
 from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.ppo import gae, ppo_terms
 from cmrl_jax.rewards import apply_scheme
@@ -248,3 +248,86 @@ def ppo_meta_episode_loss(
         clip_fraction=(te.clipped + tx.clipped) / live,
     )
     return ppo - lambda_div * l_div, info
+
+
+class Window(NamedTuple):
+    """One window of a collected meta-episode's phase: what truncated backpropagation
+    differentiates in one step (``window_of``). Leaves [W, R, ...] (a leading batch axis
+    when vmapped); R is the phase's rollouts (K or 1 explore, 1 exploit)."""
+
+    steps: Transition
+    memory_steps: jax.Array  # bool [W, R]: where the memory steps (``memory_steps``)
+    logp: jax.Array  # float32 [W, R]   log pi_old(a)
+    advantage: jax.Array  # float32 [W, R]   GAE over the whole meta-episode
+    target: jax.Array  # float32 [W, R]
+    memory: Any  # the carried memory at the window's start
+    cross_memory: Any  # [num_derangements, ...] the divergence re-runs' starts, or None
+
+
+def window_of(runner: MetaEpisodeRunner, c: Collected, starts: WindowStarts, explore: bool,
+              i: jax.Array, window: int) -> Window:
+    """Window ``i`` (traced) of ``window`` slots of ``c``'s explore or exploit phase."""
+    ep = c.episode
+    cut = lambda a: jax.lax.dynamic_slice_in_dim(a, i * window, window, axis=0)  # noqa: E731
+    pick = lambda tree: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
+    if explore:
+        t, logp, adv, target = (ep.explore, c.logp_explore, c.advantage_explore,
+                                c.target_explore)
+        steps, memory = runner.memory_steps(t.live), pick(starts.explore)
+        cross = None if starts.cross is None else jax.tree.map(lambda a: a[:, i], starts.cross)
+    else:
+        t, logp, adv, target = (ep.exploit, c.logp_exploit, c.advantage_exploit,
+                                c.target_exploit)
+        steps, memory, cross = t.live, pick(starts.exploit), None
+    return Window(jax.tree.map(cut, t), cut(steps), cut(logp), cut(adv), cut(target), memory,
+                  cross)
+
+
+def ppo_window_loss(
+    runner: MetaEpisodeRunner,
+    cfg,
+    params,
+    w: Window,
+    advantage: jax.Array,
+    explore: bool,
+    perms: jax.Array,
+    lambda_div: jax.Array,
+    entropy_coef: jax.Array,
+    clip: jax.Array,
+    value_clip: jax.Array,
+) -> tuple[jax.Array, PPOInfo]:
+    """PPO's loss of one window (scalar) and diagnostics: truncated backpropagation.
+
+    The agent re-runs the window's stored inputs from its carried start memory
+    (``MetaEpisodeRunner.replay_window``: no gradient flows to earlier windows);
+    ``advantage`` [W, R] is the window's (possibly normalised), the value targets are
+    ``w``'s. A mean per decision slot of the window, as ``ppo_meta_episode_loss`` is of a
+    meta-episode; an explore window of a concurrent program also carries the divergence
+    term over its steps, each derangement's re-run from its own carried memory.
+    """
+    t, policy = w.steps, runner.policy
+    logits, value = runner.replay_window(params, explore, w.memory, t.x, w.memory_steps)
+    terms = ppo_terms(policy.log_prob(logits, t.action), w.logp, advantage, value, t.value,
+                      w.target, policy.entropy(logits, t.action), t.live, clip, value_clip)
+    loss = (terms.policy + cfg.value_coef * terms.value - entropy_coef * terms.entropy) \
+        / t.live.size
+    l_div = jnp.zeros(())
+    if explore and cfg.concurrent:
+        div = runner.policy.divergence(cfg.divergence)
+        for j, perm in enumerate(perms):
+            start = jax.tree.map(lambda a: a[j], w.cross_memory)  # noqa: B023
+            cross, _ = runner.replay_window(params, True, start, t.x[:, perm],
+                                            w.memory_steps[:, perm])
+            l_div += cross_divergence(logits, cross, perm, t.live, div)
+        l_div /= cfg.num_derangements
+    live = jnp.maximum(jnp.sum(t.live), 1)
+    entropy = terms.entropy / live
+    info = PPOInfo(
+        ppo=loss,
+        divergence=l_div,
+        entropy_explore=entropy if explore else jnp.zeros(()),
+        entropy_exploit=jnp.zeros(()) if explore else entropy,
+        approx_kl=terms.approx_kl / live,
+        clip_fraction=terms.clipped / live,
+    )
+    return loss - lambda_div * l_div, info

@@ -1,0 +1,127 @@
+"""Truncated backpropagation (PPO's ``window`` option): the carried window-start memories
+reproduce the run, the gradient stops at a window's start, the update's windows and its
+refusals; docs/design.md, "Truncated backpropagation"."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
+from cmrl_jax.engine import MetaEpisodeRunner
+from cmrl_jax.learners import PPOMetrics
+from cmrl_jax.networks import make_agent
+from cmrl_jax.train import make_trainer
+from tests.probe_envs import Corridor
+
+H, W, K = 6, 2, 3
+
+
+def _runner(arch: str):
+    env = Corridor()
+    params = env.default_params.replace(length=3)
+    agent = make_agent(arch, 8, 2, K, "gru")
+    runner = MetaEpisodeRunner(env, params, agent, concurrent=arch != "sequential",
+                               k_explore=K, horizon=H)
+    return runner, agent.init(jax.random.PRNGKey(0), runner.input_dim)
+
+
+def _windows(a, n):
+    """[T, ...] -> the n windows' slices, in order."""
+    return [a[i * W:(i + 1) * W] for i in range(n)]
+
+
+@pytest.mark.parametrize("arch", ["sequential", "meta_lstm"])
+def test_each_window_rerun_from_its_carried_memory_reproduces_the_run(arch):
+    """Window by window, re-running the stored inputs from the memory the collection carried
+    into the window gives the heads the run computed (explore and exploit, sub-episodes that
+    end early, the hand-off), and each derangement's windows re-run from their own carried
+    memories give ``rerun_explore``'s whole-phase logits; no gradient reaches a window's
+    start memory."""
+    runner, p = _runner(arch)
+    perms = jnp.asarray([[1, 2, 0], [2, 0, 1]], jnp.int32)
+
+    @jax.jit
+    def check(p, key):
+        ep = runner.run(p, key)
+        starts = runner.window_starts(p, ep, W, perms)
+        e, x = ep.explore, ep.exploit
+        e_steps = runner.memory_steps(e.live)
+        n_e, n_x = e.x.shape[0] // W, H // W
+        pick = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
+        e_heads = [runner.replay_window(p, True, pick(starts.explore, i), *sl)
+                   for i, sl in enumerate(zip(_windows(e.x, n_e), _windows(e_steps, n_e),
+                                              strict=True))]
+        x_heads = [runner.replay_window(p, False, pick(starts.exploit, i), *sl)
+                   for i, sl in enumerate(zip(_windows(x.x, n_x), _windows(x.live, n_x),
+                                              strict=True))]
+        cross = []
+        if runner.concurrent:
+            for j, perm in enumerate(perms):
+                whole = runner.rerun_explore(p, e.x[:, perm], e.live[:, perm])
+                parts = [runner.replay_window(p, True, jax.tree.map(
+                    lambda a, i=i, j=j: a[j, i], starts.cross), xw[:, perm], sw[:, perm])[0]
+                         for i, (xw, sw) in enumerate(zip(_windows(e.x, n_e),
+                                                          _windows(e_steps, n_e),
+                                                          strict=True))]
+                cross.append((whole, jnp.concatenate(parts)))
+        # the gradient of a window's heads with respect to its start memory is zero
+        first = pick(starts.explore, 1)
+        g = jax.grad(lambda m: jnp.sum(runner.replay_window(
+            p, True, m, e.x[W:2 * W], e_steps[W:2 * W])[1]))(first)
+        return ep, e_heads, x_heads, cross, g
+
+    ep, e_heads, x_heads, cross, g = check(p, jax.random.PRNGKey(3))
+    assert not bool(jnp.all(ep.explore.live)), "no sub-episode ended early: the test is weak"
+    tol = dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jnp.concatenate([h[0] for h in e_heads]), ep.explore.logits,
+                               **tol)
+    np.testing.assert_allclose(jnp.concatenate([h[1] for h in e_heads]), ep.explore.value,
+                               **tol)
+    np.testing.assert_allclose(jnp.concatenate([h[0] for h in x_heads]), ep.exploit.logits,
+                               **tol)
+    np.testing.assert_allclose(jnp.concatenate([h[1] for h in x_heads]), ep.exploit.value,
+                               **tol)
+    assert len(cross) == (2 if arch == "meta_lstm" else 0)
+    for whole, parts in cross:
+        np.testing.assert_allclose(parts, whole, **tol)
+    assert all(float(jnp.max(jnp.abs(leaf))) == 0.0 for leaf in jax.tree.leaves(g))
+
+
+TINY = TrainConfig(
+    env_kwargs=(("num_doors", 3),), k_explore=3, architecture="meta_lstm", hidden=8,
+    batch_size=8, num_updates=2, chunk_updates=2, eval_batches=1, eval_batch_size=8,
+    learner="ppo", cell="gru",
+    learner_options=(("epochs", 2), ("minibatches", 2), ("window", 1)),
+    runs=(RunSpec("Max-Until-Exploit", 0, 1e-2, 0.5),),
+)
+
+
+def test_a_truncated_update_runs_one_step_per_window_and_minibatch():
+    """A chunk of the truncated update: finite metrics of both phases, parameters that move,
+    and the divergence term of the explore windows."""
+    trainer = make_trainer(TINY)
+    state, hp = trainer.init()
+    before = jax.tree.map(np.asarray, state.params)  # the chunk donates its state
+    new, metrics = trainer.train_chunk(state, hp)
+    assert isinstance(metrics, PPOMetrics) and np.all(np.asarray(metrics.finite))
+    for name in ("loss", "entropy_explore", "entropy_exploit", "divergence", "grad_norm"):
+        assert np.all(np.isfinite(np.asarray(getattr(metrics, name)))), name
+    assert float(np.min(np.asarray(metrics.entropy_explore))) > 0
+    assert float(np.min(np.asarray(metrics.divergence))) > 0
+    assert any(float(jnp.max(jnp.abs(a - b))) > 0 for a, b in zip(
+        jax.tree.leaves(before), jax.tree.leaves(new.params), strict=True))
+
+
+@pytest.mark.parametrize("options, message", [
+    ((("window", 2),), r"learner option window \(2\) must divide the horizon H \(1\)"),
+    ((("window", -1),), "learner option window must be an integer >= 0, got -1"),
+    ((("window", 1.5),), "learner option window must be an integer >= 0, got 1.5"),
+])
+def test_bad_windows_are_refused_on_construction(options, message):
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(TINY, learner_options=options)
+    with pytest.raises(ConfigError, match="learner a2c has no option 'window'"):
+        dataclasses.replace(TINY, learner="a2c", learner_options=(("window", 1),))
