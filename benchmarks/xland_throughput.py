@@ -50,7 +50,9 @@ ENV = "xland:XLand-MiniGrid-R1-9x9"
 CASES = {  # name -> (architecture, method, lambda_div)
     "RL2": ("sequential", "RL2", 0.0),
     "CMRL": ("meta_lstm", "Max-Until-Exploit", 0.01),
+    "CMRL-central": ("central_lstm", "Max-Until-Exploit", 0.01),  # one cell over K inputs
 }
+DEFAULT_CASES = ("RL2", "CMRL")
 PEER = "peer"  # the peer's rows' case
 
 
@@ -113,15 +115,16 @@ def table(rows: list[dict]) -> str:
     case, CMRL's cost per env step over RL2's, and RL2's speed over the peer's."""
     keys = sorted({(r["envs"], r.get("trial_steps", 0), r.get("remat", "none")) for r in rows})
     peer = any(r["case"] == PEER for r in rows)
-    head = ["envs", "trial steps", "remat", *(f"{c} steps/s" for c in CASES),
-            *(f"{c} temp MiB" for c in CASES), "CMRL / RL2 cost"]
+    cases = [c for c in CASES if any(r["case"] == c for r in rows)]
+    head = ["envs", "trial steps", "remat", *(f"{c} steps/s" for c in cases),
+            *(f"{c} temp MiB" for c in cases), "CMRL / RL2 cost"]
     head += [f"{PEER} steps/s", f"RL2 / {PEER}"] if peer else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n, t, remat in keys:
         got = {r["case"]: r for r in rows
                if (r["envs"], r.get("trial_steps", 0), r.get("remat", "none")) == (n, t, remat)}
-        cells = [str(n), str(t), remat, *(_fmt(got.get(c), "steps_per_s") for c in CASES),
-                 *(_fmt(got.get(c), "temp_mib") for c in CASES),
+        cells = [str(n), str(t), remat, *(_fmt(got.get(c), "steps_per_s") for c in cases),
+                 *(_fmt(got.get(c), "temp_mib") for c in cases),
                  _ratio(got.get("RL2"), got.get("CMRL"))]
         if peer:
             cells += [_fmt(got.get(PEER), "steps_per_s"), _ratio(got.get("RL2"), got.get(PEER))]
@@ -132,7 +135,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--envs", type=int, nargs="+", default=[64, 256, 1024])
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), choices=list(CASES))
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--k-explore", type=int, default=3)
     p.add_argument("--horizon", type=int, nargs="+", default=[32],

@@ -211,6 +211,20 @@ class A2C(Learner):
         return update
 
 
+def _collect_batch(runner, cfg, params, hp, key: jax.Array, mesh):
+    """PPO's batch: ``cfg.batch_size`` meta-episodes collected with ``params``
+    (``loss.collect``), and the key left for the shuffles."""
+    from cmrl_jax.loss import collect
+    from cmrl_jax.parallel import shard_batch
+
+    k_collect, k_shuffle = jax.random.split(key)
+    keys = shard_batch(jax.random.split(k_collect, cfg.batch_size), mesh)
+    batch = jax.vmap(
+        lambda k: collect(runner, cfg, params, k, hp.scheme, hp.learner["gae_lambda"])
+    )(keys)
+    return batch, k_shuffle
+
+
 class PPO(Learner):
     """Proximal policy optimisation with GAE(lambda): collect a batch of meta-episodes,
     then ``epochs`` passes over ``minibatches`` shuffled minibatches of meta-episodes, one
@@ -252,8 +266,7 @@ class PPO(Learner):
 
     def make_update(self, runner, cfg, tx, mesh) -> UpdateFn:
         from cmrl_jax.evaluate import episode_stats
-        from cmrl_jax.loss import collect, ppo_meta_episode_loss
-        from cmrl_jax.parallel import shard_batch
+        from cmrl_jax.loss import ppo_meta_episode_loss
 
         opts = self.resolve(dict(cfg.learner_options))
         if opts["window"]:
@@ -262,12 +275,8 @@ class PPO(Learner):
         size = cfg.batch_size // num_mb
 
         def update(params, opt_state, hp, key, perms, ent_e, ent_x):
-            k_collect, k_shuffle = jax.random.split(key)
-            keys = shard_batch(jax.random.split(k_collect, cfg.batch_size), mesh)
+            batch, k_shuffle = _collect_batch(runner, cfg, params, hp, key, mesh)
             lp = hp.learner
-            batch = jax.vmap(
-                lambda k: collect(runner, cfg, params, k, hp.scheme, lp["gae_lambda"])
-            )(keys)
 
             def minibatch_step(carry, mb):
                 params, opt_state = carry
@@ -328,8 +337,7 @@ class PPO(Learner):
         differentiates W decision slots re-run from the window's carried memory.
         """
         from cmrl_jax.evaluate import episode_stats
-        from cmrl_jax.loss import collect, ppo_window_loss, window_of
-        from cmrl_jax.parallel import shard_batch
+        from cmrl_jax.loss import ppo_window_loss, window_of
 
         epochs, num_mb, w = opts["epochs"], opts["minibatches"], opts["window"]
         size = cfg.batch_size // num_mb
@@ -337,12 +345,8 @@ class PPO(Learner):
         phases = ((True, t_e // w), (False, cfg.horizon // w))  # (explore?, windows)
 
         def update(params, opt_state, hp, key, perms, ent_e, ent_x):
-            k_collect, k_shuffle = jax.random.split(key)
-            keys = shard_batch(jax.random.split(k_collect, cfg.batch_size), mesh)
+            batch, k_shuffle = _collect_batch(runner, cfg, params, hp, key, mesh)
             lp = hp.learner
-            batch = jax.vmap(
-                lambda k: collect(runner, cfg, params, k, hp.scheme, lp["gae_lambda"])
-            )(keys)
             starts = jax.vmap(lambda c: runner.window_starts(params, c.episode, w, perms))(
                 batch)
 
