@@ -278,8 +278,9 @@ class PPO(Learner):
             batch, k_shuffle = _collect_batch(runner, cfg, params, hp, key, mesh)
             lp = hp.learner
 
-            def minibatch_step(carry, mb):
+            def minibatch_step(carry, idx):
                 params, opt_state = carry
+                mb = jax.tree.map(lambda a: a[idx], batch)  # gathered, not a shuffled copy
                 e, x = mb.episode.explore, mb.episode.exploit
                 adv = (mb.advantage_explore, mb.advantage_exploit)
                 if opts["normalize_advantages"]:
@@ -300,10 +301,7 @@ class PPO(Learner):
 
             def epoch(carry, k):
                 order = jax.random.permutation(k, cfg.batch_size)
-                mbs = jax.tree.map(
-                    lambda a: jnp.reshape(a[order], (num_mb, size) + a.shape[1:]), batch
-                )
-                return jax.lax.scan(minibatch_step, carry, mbs)
+                return jax.lax.scan(minibatch_step, carry, jnp.reshape(order, (num_mb, size)))
 
             (params, opt_state), (loss, info, grad_norm) = jax.lax.scan(
                 epoch, (params, opt_state), jax.random.split(k_shuffle, epochs)
