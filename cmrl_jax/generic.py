@@ -26,7 +26,7 @@ from cmrl_jax.cli import EXIT_USAGE, parse_assignments, parse_cli
 from cmrl_jax.config import METHODS, ConfigError, TrainConfig
 from cmrl_jax.experiment import run_table
 from cmrl_jax.networks import ARCHITECTURES
-from cmrl_jax.tables import PAPER_METHODS, Row, TableArgs, TableSpec
+from cmrl_jax.tables import PAPER_METHODS, Row, TableArgs, TableSpec, override_config
 
 DEFAULT_UPDATES = 2000
 THRESHOLDS = (0.25, 0.5, 0.75, 0.95)
@@ -64,16 +64,23 @@ def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any
                              lambda key: f"env {name} has no option {key!r}; its options: {listed}")
 
 
-def _entropy_line(spec, env, params, base: TrainConfig) -> str:
-    """Which entropy-bonus starts this table used, and where they came from."""
-    set_by_env = {k for k, _ in spec.config} & {"entropy_explore_start", "entropy_exploit_start"}
-    source = ("the env's spec" if set_by_env else "the continuous-action default"
-              if entropy_defaults(env.action_space(params)) else "the discrete-action default")
+_STARTS = {"entropy_explore_start", "entropy_exploit_start"}
+
+
+def _entropy_line(spec, env, params, base: TrainConfig, extra: tuple[str, ...] = ()) -> str:
+    """Which entropy-bonus starts this table used, and where they came from (``extra``:
+    the command's ``--extra`` overrides, which win)."""
+    base, overridden = override_config(base, extra)
+    set_by_env = {k for k, _ in spec.config} & _STARTS
+    source = ("--extra" if overridden & _STARTS else "the env's spec" if set_by_env
+              else "the continuous-action default" if entropy_defaults(env.action_space(params))
+              else "the discrete-action default")
     return (f"Entropy bonus starts: explore {base.entropy_explore_start:g}, exploit "
             f"{base.entropy_exploit_start:g} ({source}; --extra entropy_explore_start=...).")
 
 
-def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig):
+def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig,
+                     extra: tuple[str, ...] = ()):
     """() -> the lines under the table after success and the neutral policy (which every
     table prints): the entropy bonus used, chance and oracle where the env has them."""
 
@@ -82,7 +89,7 @@ def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: Trai
         from cmrl_jax.registry import make_env
 
         env, params = make_env(env_name, **dict(env_kwargs))
-        out = [_entropy_line(spec, env, params, base)]
+        out = [_entropy_line(spec, env, params, base, extra)]
         if spec.chance is not None:
             out.append(f"Chance ({spec.chance_text}): {percent(spec.chance(env, params, k, h))}.")
         if spec.oracle is not None:
@@ -201,7 +208,7 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
         thresholds=THRESHOLDS,
         paper={},
         num_goals=spec.goals_axis(env) if goals else None,
-        oracle=_reference_lines(spec, name, env_kwargs, k, h, base),
+        oracle=_reference_lines(spec, name, env_kwargs, k, h, base, tuple(args.extra)),
         hidden=args.hidden,
         visited_goals=goals,
     )

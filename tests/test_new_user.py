@@ -32,6 +32,9 @@ def test_continuous_env_gets_the_small_entropy_bonus_and_the_table_says_so():
     env, params = env_spec("gymnax:Pendulum-v1").factory()
     line = _entropy_line(env_spec("gymnax:Pendulum-v1"), env, params, box.base)
     assert "explore 0.05, exploit 0.05 (the continuous-action default" in line
+    line = _entropy_line(env_spec("gymnax:Pendulum-v1"), env, params, box.base,
+                         ("entropy_explore_start=0.3",))  # what the run uses, not the default
+    assert "explore 0.3, exploit 0.05 (--extra;" in line
 
 
 def test_title_names_the_env_options():
