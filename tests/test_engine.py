@@ -294,3 +294,14 @@ def test_fresh_start_needs_reset_state():
     with pytest.raises(ValueError, match="needs an env with reset_state; Corridor"):
         MetaEpisodeRunner(env, env.default_params, make_agent("sequential", 8, 2, 3),
                           concurrent=False, k_explore=3, horizon=2, subepisode_start="fresh")
+
+
+def test_count_unique_goals_by_hand():
+    """Distinct non-negative goal ids (-1: none), any shape; a random [T, R] against a set."""
+    from cmrl_jax.evaluate import count_unique_goals
+
+    assert float(count_unique_goals(jnp.asarray([-1, 3, 3, 0, -1, 7, 0]))) == 3.0
+    assert float(count_unique_goals(jnp.full((5,), -1))) == 0.0
+    assert float(count_unique_goals(jnp.asarray([[2, 2], [2, -1]]))) == 1.0
+    g = np.random.default_rng(0).integers(-1, 9, size=(40, 3))
+    assert float(count_unique_goals(jnp.asarray(g))) == len({int(v) for v in g.ravel() if v >= 0})
