@@ -484,10 +484,13 @@ class MetaEpisodeRunner:
                       differentiated: bool = True):
         """Scan ``step`` (with step parameters) over stored inputs x [T, R, D] and memory
         steps [T, R] from ``memory`` -> (memory after, (logits [T, R, P], values [T, R]));
-        rematerialised as ``remat`` says where ``differentiated``."""
+        rematerialised as ``remat`` says where ``differentiated``. An observation encoder
+        reads all T x R inputs in one batched pass before the scan (``Agent.encode``)."""
+        encoded = self.agent.has_encoder
+        x = self.agent.encode(params, x)
 
         def body(memory, xs):
-            memory, logits, value = step(params, memory, *xs)
+            memory, logits, value = step(params, memory, *xs, encoded=encoded)
             return memory, (logits, value)
 
         unroll = x.shape[0] <= 4
@@ -554,9 +557,11 @@ class MetaEpisodeRunner:
         """
 
         params = self.step_params(params)
+        encoded = self.agent.has_encoder
+        x = self.agent.encode(params, x)  # every step's input in one batched pass
 
         def body(memory, xs):
-            memory, logits, _ = self.agent.explore_step(params, memory, *xs)
+            memory, logits, _ = self.agent.explore_step(params, memory, *xs, encoded=encoded)
             return memory, logits
 
         _, logits = self._scan(body, self.agent.explore_carry(params),

@@ -34,10 +34,11 @@ def keep_where(live: jax.Array, new, old):
     return jax.tree.map(pick, new, old)
 
 
-def _encoded(module: nn.Module, x: jax.Array) -> jax.Array:
+def _encoded(module: nn.Module, x: jax.Array, encoded: bool = False) -> jax.Array:
     """The agent input as the cells read it: through the agent's observation encoder
-    (``cmrl_jax.encoders``; shared by both phases), or as it is."""
-    return x if module.encoder is None else module.encoder(x)
+    (``cmrl_jax.encoders``; shared by both phases), or as it is (no encoder, or ``x``
+    already encoded: ``Agent.encode``)."""
+    return x if encoded or module.encoder is None else module.encoder(x)
 
 
 def _initial_state(module: nn.Module, cell: Cell, prefix: str, shape: tuple, init) -> Any:
@@ -94,9 +95,13 @@ class _SingleMemoryAgent(nn.Module):
         """The explore memory starts the exploit cell."""
         return carry
 
-    def exploit_step(self, carry, x: jax.Array, live: jax.Array):
+    def encode(self, x: jax.Array) -> jax.Array:
+        """Agent inputs [N, D] -> what the cells read [N, D'] (``Agent.encode``)."""
+        return _encoded(self, x)
+
+    def exploit_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        return self.exploit(carry, _encoded(self, x), live)
+        return self.exploit(carry, _encoded(self, x, encoded), live)
 
     def __call__(self, x: jax.Array, live: jax.Array):
         """Touch every parameter (used by ``init``)."""
@@ -116,9 +121,9 @@ class SequentialAgent(_SingleMemoryAgent):
                                       nn.initializers.zeros)
         self.exploit = _ExploitPolicy(self.hidden, self.num_actions, self.cell)
 
-    def explore_step(self, carry, x: jax.Array, live: jax.Array):
+    def explore_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        new, _ = self.memory(carry, _encoded(self, x)[0])
+        new, _ = self.memory(carry, _encoded(self, x, encoded)[0])
         carry = keep_where(jnp.any(live), new, carry)
         h = self.kind.output(carry)
         return carry, self.pi(h)[None], self.v(h)[None, 0]
@@ -146,9 +151,9 @@ class CentralLSTMAgent(_SingleMemoryAgent):
         return (((f"explore_{self.cell}",), self.num_rollouts, 0),
                 (("exploit", f"exploit_{self.cell}"), 1, 0))
 
-    def explore_step(self, carry, x: jax.Array, live: jax.Array):
+    def explore_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[K, D] -> carry, logits [K, A], value [K]; the cell steps while any rollout lives."""
-        new, _ = self.memory(carry, jnp.reshape(_encoded(self, x), (-1,)))
+        new, _ = self.memory(carry, jnp.reshape(_encoded(self, x, encoded), (-1,)))
         carry = keep_where(jnp.any(live), new, carry)
         h = self.kind.output(carry)
         logits = jnp.reshape(self.pi(h), (self.num_rollouts, self.num_actions))
@@ -195,12 +200,16 @@ class MetaLSTMAgent(nn.Module):
         return (((f"rollout_{self.cell}",), 1, self.hidden),
                 (("exploit", f"exploit_{self.cell}"), 1, 0))
 
-    def explore_step(self, carry, x: jax.Array, live: jax.Array):
+    def encode(self, x: jax.Array) -> jax.Array:
+        """Agent inputs [N, D] -> what the cells read [N, D'] (``Agent.encode``)."""
+        return _encoded(self, x)
+
+    def explore_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[K, D] -> carry, logits [K, A], value [K]."""
         rollout, meta = carry
         k = self.num_rollouts
         h_meta = jnp.broadcast_to(self.kind.output(meta), (k, self.hidden))
-        x = _encoded(self, x)
+        x = _encoded(self, x, encoded)
         new_rollout, _ = self.rollout_memory(rollout, jnp.concatenate([x, h_meta], axis=-1))
         rollout = keep_where(live, new_rollout, rollout)
         h = self.kind.output(rollout)
@@ -212,9 +221,9 @@ class MetaLSTMAgent(nn.Module):
         """The meta memory starts the exploit cell."""
         return carry[1]
 
-    def exploit_step(self, carry, x: jax.Array, live: jax.Array):
+    def exploit_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[1, D] -> carry, logits [1, A], value [1]."""
-        return self.exploit(carry, _encoded(self, x), live)
+        return self.exploit(carry, _encoded(self, x, encoded), live)
 
     def __call__(self, x: jax.Array, live: jax.Array):
         """Touch every parameter (used by ``init``)."""
@@ -251,17 +260,32 @@ class Agent:
         """Initial explore memory."""
         return self.module.apply(params, method="explore_carry")
 
-    def explore_step(self, params, carry, x, live):
-        """One explore decision for R rollouts."""
-        return self.module.apply(params, carry, x, live, method="explore_step")
+    @property
+    def has_encoder(self) -> bool:
+        """Whether the cells read an observation encoder's features (not the input)."""
+        return getattr(self.module, "encoder", None) is not None
+
+    def encode(self, params, x: jax.Array) -> jax.Array:
+        """Stored agent inputs [..., D] -> what the cells read [..., D'], every leading
+        axis at once: a replay encodes a whole phase in one batched pass before its step
+        scan (the steps then take ``encoded=True``), instead of one small encoder call
+        (and its backward) per step. The identity without an encoder."""
+        if not self.has_encoder:
+            return x
+        out = self.module.apply(params, jnp.reshape(x, (-1, x.shape[-1])), method="encode")
+        return jnp.reshape(out, x.shape[:-1] + out.shape[-1:])
+
+    def explore_step(self, params, carry, x, live, encoded: bool = False):
+        """One explore decision for R rollouts (``encoded``: x is ``encode``'s output)."""
+        return self.module.apply(params, carry, x, live, encoded, method="explore_step")
 
     def exploit_carry(self, params, carry):
         """Hand-off: explore memory -> exploit memory."""
         return self.module.apply(params, carry, method="exploit_carry")
 
-    def exploit_step(self, params, carry, x, live):
-        """One exploit decision."""
-        return self.module.apply(params, carry, x, live, method="exploit_step")
+    def exploit_step(self, params, carry, x, live, encoded: bool = False):
+        """One exploit decision (``encoded``: x is ``encode``'s output)."""
+        return self.module.apply(params, carry, x, live, encoded, method="exploit_step")
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,49 @@ def test_config_refuses_an_unknown_encoder_and_one_that_cannot_read_the_env():
     cfg = TrainConfig(encoder="grid", runs=(RunSpec("Max-Until-Exploit", 0, 1e-3),))
     with pytest.raises(ConfigError, match="encoder grid cannot read env monty_hall"):
         cfg.validate()
+
+
+def test_conv2x2_is_a_2x2_valid_convolution():
+    """The im2col convolution has nn.Conv's parameters (tree, shapes, initial values) and
+    output: [N, V, W, C] -> [N, V - 1, W - 1, F]."""
+    import flax.linen as nn
+
+    from cmrl_jax.encoders import Conv2x2
+
+    x = jax.random.normal(jax.random.PRNGKey(3), (4, 5, 6, 3))
+    ours, ref = Conv2x2(7), nn.Conv(7, (2, 2), padding="VALID")
+    p, q = ours.init(jax.random.PRNGKey(0), x), ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(p) == jax.tree.structure(q)
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True):
+        np.testing.assert_array_equal(a, b)
+    q = jax.tree.map(lambda a: a + jax.random.normal(jax.random.PRNGKey(1), a.shape), q)
+    got, want = ours.apply(q, x), ref.apply(q, x)
+    assert got.shape == (4, 4, 5, 7)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["sequential", "meta_lstm"])
+def test_inputs_encoded_at_once_give_the_steps_own_heads(arch):
+    """A replay encodes a whole phase's stored inputs in one pass (``Agent.encode``) and steps
+    on the features (``encoded=True``): the same heads as steps that encode their own input."""
+    enc = ENCODERS["grid"].build(SHAPE, np.broadcast_to(np.asarray([3.0, 2.0]), SHAPE))
+    k = 1 if arch == "sequential" else 2
+    agent = make_agent(arch, 8, 3, 2, cell="gru", encoder=enc)
+    d = int(np.prod(SHAPE)) + 3 + 2
+    params = agent.init(jax.random.PRNGKey(0), d)
+    ids = jax.random.randint(jax.random.PRNGKey(1), (6, k, d), 0, 3).astype(jnp.float32)
+    live = jnp.ones((k,), bool)
+
+    def heads(xs, encoded):
+        def body(c, x):
+            c, logits, value = agent.explore_step(params, c, x, live, encoded=encoded)
+            return c, (logits, value)
+        return jax.lax.scan(body, agent.explore_carry(params), xs)[1]
+
+    features = agent.encode(params, ids)
+    assert features.shape == (6, k, 64 + 3 + 2)
+    for got, want in zip(heads(features, True), heads(ids, False), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert agent.has_encoder and not make_agent(arch, 8, 3, 2).has_encoder
+    flat = make_agent(arch, 8, 3, 2)
+    np.testing.assert_array_equal(flat.encode(flat.init(jax.random.PRNGKey(0), d), ids), ids)

@@ -181,3 +181,28 @@ def test_table2_program_same_actions_loss_and_gradients(program):
                                    err_msg=jax.tree_util.keystr(path))
     kernel = g_r["params"]["exploit"]["exploit_lstm"]["ii"]["kernel"]
     assert float(jnp.max(jnp.abs(kernel[-5:]))) > 0  # the gradients are not trivially zero
+
+
+def test_fused_gru_is_flax_gru():
+    """``FusedGRUCell`` (two products a step) has ``nn.GRUCell``'s parameter tree and initial
+    values, and its outputs and gradients, at perturbed parameters."""
+    import flax.linen as nn
+
+    from cmrl_jax.cells import FusedGRUCell
+
+    x = jax.random.normal(jax.random.PRNGKey(3), (5, 7))
+    h = jax.random.normal(jax.random.PRNGKey(4), (5, 6))
+    ours, ref = FusedGRUCell(6), nn.GRUCell(6)
+    p, q = ours.init(jax.random.PRNGKey(0), h, x), ref.init(jax.random.PRNGKey(0), h, x)
+    assert jax.tree.structure(p) == jax.tree.structure(q)
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True):
+        np.testing.assert_array_equal(a, b)
+    leaves, tree = jax.tree.flatten(q)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    q = jax.tree.unflatten(tree, [a + 0.3 * jax.random.normal(k, a.shape)
+                                  for a, k in zip(leaves, keys, strict=True)])
+    np.testing.assert_allclose(ours.apply(q, h, x)[0], ref.apply(q, h, x)[0], rtol=RTOL,
+                               atol=1e-6)
+    grad = lambda m: jax.grad(lambda p: jnp.sum(m.apply(p, h, x)[0] ** 2))(q)  # noqa: E731
+    for a, b in zip(jax.tree.leaves(grad(ours)), jax.tree.leaves(grad(ref)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6)
