@@ -245,6 +245,19 @@ class MetaEpisodeRunner:
         carry, ys = jax.lax.scan(segment, carry, split)
         return carry, jax.tree.map(lambda a: jnp.reshape(a, (t,) + a.shape[2:]), ys)
 
+    def _encode(self, params, x: jax.Array, differentiated: bool = True):
+        """Stored inputs [T, R, D] -> (what the step scan reads, whether it is encoded).
+
+        With an encoder and no ``remat``: the cells' features of all T x R inputs in one
+        batched pass (``Agent.encode``); an encoding depends on its input only. Under
+        ``remat`` (differentiated) the steps encode their own input inside the
+        rematerialised scan instead: a batched pass keeps, or recomputes at once, the
+        encoder's activations for every step, which would grow with T past the scan's
+        bound (docs/design.md, "Where a replay spends its time")."""
+        if not self.agent.has_encoder or (differentiated and self.remat != "none"):
+            return x, False
+        return self.agent.encode(params, x), True
+
     def step_params(self, params):
         """The parameters the step functions use: ``params`` with the constant input
         features folded in (``inputs.InputCompaction``), or ``params`` itself."""
@@ -484,10 +497,9 @@ class MetaEpisodeRunner:
                       differentiated: bool = True):
         """Scan ``step`` (with step parameters) over stored inputs x [T, R, D] and memory
         steps [T, R] from ``memory`` -> (memory after, (logits [T, R, P], values [T, R]));
-        rematerialised as ``remat`` says where ``differentiated``. An observation encoder
-        reads all T x R inputs in one batched pass before the scan (``Agent.encode``)."""
-        encoded = self.agent.has_encoder
-        x = self.agent.encode(params, x)
+        rematerialised as ``remat`` says where ``differentiated``; the inputs encoded as
+        ``_encode`` says."""
+        x, encoded = self._encode(params, x, differentiated)
 
         def body(memory, xs):
             memory, logits, value = step(params, memory, *xs, encoded=encoded)
@@ -557,8 +569,7 @@ class MetaEpisodeRunner:
         """
 
         params = self.step_params(params)
-        encoded = self.agent.has_encoder
-        x = self.agent.encode(params, x)  # every step's input in one batched pass
+        x, encoded = self._encode(params, x)
 
         def body(memory, xs):
             memory, logits, _ = self.agent.explore_step(params, memory, *xs, encoded=encoded)
