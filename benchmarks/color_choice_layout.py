@@ -59,7 +59,7 @@ def random_rates(
 
 def update0_success(layout: str) -> dict[str, list[float]]:
     """Update-0 evaluation success of Table 2's methods (3 seeds each) on ``layout``."""
-    from cmrl_jax.tables import TableArgs, make_plan
+    from cmrl_jax.commands.tables import TableArgs, make_plan
     from cmrl_jax.train import make_trainer
     from experiments.table2 import SPEC
 

@@ -44,7 +44,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from cmrl_jax import runtime  # noqa: E402
+from cmrl_jax.results import runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_TESTS = (  # their results depend on the backend's numerics; the rest is host code

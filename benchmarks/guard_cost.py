@@ -16,8 +16,8 @@ import time
 
 import jax
 
+from cmrl_jax.commands.tables import TableArgs, make_plan
 from cmrl_jax.config import ConfigError
-from cmrl_jax.tables import TableArgs, make_plan
 from cmrl_jax.train import make_init, make_runner, make_train
 
 

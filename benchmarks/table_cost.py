@@ -24,12 +24,12 @@ import time
 
 import jax
 
+from cmrl_jax.commands.generic import parse_env_options
+from cmrl_jax.commands.tables import TableArgs, make_plan
 from cmrl_jax.config import ConfigError
-from cmrl_jax.generic import parse_env_options
 from cmrl_jax.parallel import program_mesh
 from cmrl_jax.registry import make_env
-from cmrl_jax.runtime import mesh_shape
-from cmrl_jax.tables import TableArgs, make_plan
+from cmrl_jax.results.runtime import mesh_shape
 from cmrl_jax.train import make_trainer
 
 TABLES = ("table1", "table2", "table3", "table4")

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmrl_jax.cells import CELLS
+from cmrl_jax.agent.cells import CELLS
+from cmrl_jax.agent.encoders import ENCODERS
+from cmrl_jax.agent.networks import ARCHITECTURES
 from cmrl_jax.divergence import DIVERGENCES
-from cmrl_jax.encoders import ENCODERS
 from cmrl_jax.errors import ConfigError, check_number
 from cmrl_jax.learners import LEARNERS
-from cmrl_jax.networks import ARCHITECTURES
 from cmrl_jax.rewards import SCHEMES
 
 

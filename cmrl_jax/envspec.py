@@ -18,7 +18,7 @@ default:
   ``TrainConfig``'s, 1e-3, 0.01;
 - ``num_goals``: None (no fixed axis for the visited-goals panel);
 - ``renderer``: None (no figures of trained runs); a
-  ``cmrl_jax.figures.hooks.Renderer`` with a ``heatmap`` (Figure 6) and / or a
+  ``cmrl_jax.reporting.figures.hooks.Renderer`` with a ``heatmap`` (Figure 6) and / or a
   ``strip`` (the meta-episode strip).
 """
 
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 
 if TYPE_CHECKING:
-    from cmrl_jax.figures.hooks import Renderer
+    from cmrl_jax.reporting.figures.hooks import Renderer
 
 EnvFactory = Callable[..., tuple[environment.Environment, Any]]
 
@@ -119,7 +119,7 @@ def return_above(threshold: float) -> SuccessFn:
 
 def resolve_success(spec: EnvSpec, env, env_params) -> SuccessFn:
     """The env's success hook, else the generic default (see the module table)."""
-    from cmrl_jax.engine import goal_success
+    from cmrl_jax.agent.engine import goal_success
 
     if spec.success is not None:
         return spec.success

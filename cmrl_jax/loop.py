@@ -17,19 +17,19 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from cmrl_jax import paths, runtime
-from cmrl_jax.checkpoint import Checkpointer, claim_folder, write_config
 from cmrl_jax.config import TrainConfig
-from cmrl_jax.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log's public API
+from cmrl_jax.results import paths, runtime
+from cmrl_jax.results.checkpoint import Checkpointer, claim_folder, write_config
+from cmrl_jax.results.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log's public API
     EVAL_FILE,
     append_rows,
     check_covers,
     cut_torn_tail,
     read_history,
 )
-from cmrl_jax.lock import check_writable, writer_lock
-from cmrl_jax.results import CHECKPOINTS_DIR, EvalRow
-from cmrl_jax.sinks import SinkFactory, open_sinks
+from cmrl_jax.results.folder import CHECKPOINTS_DIR, EvalRow
+from cmrl_jax.results.lock import check_writable, writer_lock
+from cmrl_jax.results.sinks import SinkFactory, open_sinks
 from cmrl_jax.train import make_init, make_runner, make_trainer
 
 
@@ -164,7 +164,7 @@ def run_training(
     checkpoints, or checkpoints none of which can be read; NonFiniteError when a
     run stops being finite (that chunk is neither logged nor saved). ``folder`` may
     be on an object store, e.g. ``gs://bucket/run`` (``paths.results_path``).
-    ``sinks`` (``cmrl_jax.sinks``) receive every row after ``eval.jsonl`` has it; a
+    ``sinks`` (``cmrl_jax.results.sinks``) receive every row after ``eval.jsonl`` has it; a
     failing sink is one warning line.
     """
     cfg.validate()

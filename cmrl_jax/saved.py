@@ -1,11 +1,11 @@
 """``load_policy(folder)``: a trained run's policy, restored read-only, ready to act.
 
 A results folder (a table's, or the generic command's) holds one subfolder per
-program with ``config.json`` and ``checkpoints/`` (``cmrl_jax.results``).
+program with ``config.json`` and ``checkpoints/`` (``cmrl_jax.results.folder``).
 ``load_policy`` rebuilds the program's runner from the config alone (no
 training script needed), restores the newest intact checkpoint and keeps one
 run's parameters (no optimizer state). The
-folder may be on an object store (``gs://...``, ``cmrl_jax.paths.results_path``).
+folder may be on an object store (``gs://...``, ``cmrl_jax.results.paths.results_path``).
 """
 
 import sys
@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.results import CHECKPOINTS_DIR, RunLocation, find_run
+from cmrl_jax.results.folder import CHECKPOINTS_DIR, RunLocation, find_run
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,14 @@ class SavedPolicy:
 def load_policy(folder: "str | Path | RunLocation", method: str | None = None, seed: int = 0,
                 learning_rate: float | None = None) -> SavedPolicy:
     """Restore the run of table row ``method`` (default: the first run found) with ``seed``
-    (``cmrl_jax.results.find_run``), or the run ``folder`` locates.
+    (``cmrl_jax.results.folder.find_run``), or the run ``folder`` locates.
 
     The newest checkpoint that reads is used; if newer ones are damaged, one
     line on stderr says which step was used instead (the folder is not
     changed). ConfigError (one line) if no run matches, several do (give
     ``learning_rate``), or no checkpoint can be read.
     """
-    from cmrl_jax.checkpoint import Checkpointer
+    from cmrl_jax.results.checkpoint import Checkpointer
     from cmrl_jax.train import make_init, make_runner
 
     where = folder if isinstance(folder, RunLocation) else find_run(

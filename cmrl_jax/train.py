@@ -12,15 +12,16 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from cmrl_jax.a2c import linear_anneal
+from cmrl_jax.agent.encoders import ENCODERS
+from cmrl_jax.agent.engine import MetaEpisodeRunner
+from cmrl_jax.agent.evaluate import EpisodeStats, episode_stats
+from cmrl_jax.agent.networks import make_agent
+from cmrl_jax.agent.policy import make_policy
 from cmrl_jax.config import TrainConfig, get_method
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.encoders import ENCODERS
-from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.envspec import resolve_success
-from cmrl_jax.evaluate import EpisodeStats, episode_stats
 from cmrl_jax.learners import UpdateMetrics, get_learner
-from cmrl_jax.networks import make_agent
+from cmrl_jax.learners.a2c import linear_anneal
 from cmrl_jax.parallel import (
     RUNS_AXIS,
     check_config,
@@ -29,7 +30,6 @@ from cmrl_jax.parallel import (
     runs_sharding,
     shard_batch,
 )
-from cmrl_jax.policy import make_policy
 from cmrl_jax.registry import env_spec, make_env
 from cmrl_jax.rewards import scheme_id
 

@@ -187,7 +187,7 @@ class ColorChoice(environment.Environment[EnvState, EnvParams]):
         on the paper's 5 x 5 free cells) always reads wall = 1, goals = 0.
         Returns (mask bool [N + 1, D, 3], values float32 [N + 1, D, 3]); the
         engine leaves these features out of the agent input
-        (``cmrl_jax.inputs.constant_inputs``).
+        (``cmrl_jax.agent.inputs.constant_inputs``).
         """
         h, w = params.height, params.width
         rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")

@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from cmrl_jax.figures.hooks import Heatmap, Panel, Renderer, Strip
+from cmrl_jax.reporting.figures.hooks import Heatmap, Panel, Renderer, Strip
 
 COLOUR_NAMES = ("red", "green", "blue", "orange", "purple", "cyan")
 

@@ -4,7 +4,7 @@ Everything but the action is ``reacher.NReacher`` (same arm, physics,
 targets, threshold, observation, H): the action is the pair of joint torques
 itself, clipped to [-1, 1] as MuJoCo's ``ctrlrange`` would. Registered as
 ``reacher_continuous`` beside the discrete ``reacher``; the policy is the
-tanh-squashed diagonal Gaussian (``cmrl_jax.policy.TanhGaussian``).
+tanh-squashed diagonal Gaussian (``cmrl_jax.agent.policy.TanhGaussian``).
 """
 
 import jax

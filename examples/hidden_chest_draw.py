@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from cmrl_jax.figures.hooks import Panel, Renderer, Strip
+from cmrl_jax.reporting.figures.hooks import Panel, Renderer, Strip
 
 
 def _chests(ax, num: int, treasure: int, opened=(), colour="black") -> None:

@@ -6,22 +6,22 @@
 
 The run is restored by ``cmrl_jax.saved.load_policy``; the env is the results
 folder's (``--env`` only checks it). Any env whose registered renderer has a
-``strip`` (``cmrl_jax.figures.hooks``) can be drawn: its task panels, then each
+``strip`` (``cmrl_jax.reporting.figures.hooks``) can be drawn: its task panels, then each
 explore rollout (CMRL: K concurrent rollouts; RL2 / ERL2: K sequential
 sub-episodes) and the exploit sub-episode, each drawn by the env; other envs
 are refused in one line. The env states are rebuilt by re-stepping the env
 with the recorded actions and checked against the record
-(``cmrl_jax.figures.replay``).
+(``cmrl_jax.reporting.figures.replay``).
 """
 
 import sys
 from dataclasses import dataclass
 
-from cmrl_jax.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
+from cmrl_jax.commands.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
 from cmrl_jax.config import ConfigError
-from cmrl_jax.figures.replay import replay_meta_episode
-from cmrl_jax.figures.strip_draw import plot_strip
-from cmrl_jax.results import find_run, safe_name
+from cmrl_jax.reporting.figures.replay import replay_meta_episode
+from cmrl_jax.reporting.figures.strip_draw import plot_strip
+from cmrl_jax.results.folder import find_run, safe_name
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class EpisodeArgs:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run one meta-episode, replay its states, draw the strip; return what was drawn."""
-    from cmrl_jax.lock import check_writable
-    from cmrl_jax.paths import local_path, results_path
     from cmrl_jax.registry import env_spec
+    from cmrl_jax.results.lock import check_writable
+    from cmrl_jax.results.paths import local_path, results_path
 
     args = parse_cli(EpisodeArgs, argv, __doc__.split("\n")[0])
     try:

@@ -15,7 +15,7 @@ entered it. Per bin::
 
 Three panels, as in the paper: CMRL (left), the baseline (centre), and the
 percent change from baseline to CMRL (right, ``percent_change``). Any env
-whose registered renderer has a ``heatmap`` (``cmrl_jax.figures.hooks``: goal
+whose registered renderer has a ``heatmap`` (``cmrl_jax.reporting.figures.hooks``: goal
 positions and bins) and that reports ``info["goal"]`` can be drawn; others are
 refused in one line. Writes a PNG and, next to it, a JSON with the arrays and
 counts; prints a one-line summary.
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cmrl_jax.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
+from cmrl_jax.commands.cli import EXIT_USAGE, FIGURE_DISK_FULL, exit_if_disk_full, parse_cli
 from cmrl_jax.config import ConfigError
-from cmrl_jax.figures.heatmap_draw import plot_figure6
-from cmrl_jax.figures.hooks import Heatmap
-from cmrl_jax.figures.visitation import (
+from cmrl_jax.reporting.figures.heatmap_draw import plot_figure6
+from cmrl_jax.reporting.figures.hooks import Heatmap
+from cmrl_jax.reporting.figures.visitation import (
     exploration_frequency,
     mean_bin_frequency,
     percent_change,
@@ -40,7 +40,7 @@ from cmrl_jax.figures.visitation import (
     sample_goals,
     visitation_counts,
 )
-from cmrl_jax.results import RunLocation, find_run, safe_name, write_text_atomic
+from cmrl_jax.results.folder import RunLocation, find_run, safe_name, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if args.chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {args.chunk}")
-    from cmrl_jax.paths import results_path
+    from cmrl_jax.results.paths import results_path
 
     results = results_path(args.results, "--results")  # a local folder or gs://...
     base = find_run(results, args.baseline, args.seed_index, args.learning_rate, env=args.env)
@@ -101,12 +101,12 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
 
 def main(argv: list[str] | None = None) -> dict:
     """Sample, count, plot and save Figure 6; return the summary."""
-    from cmrl_jax.lock import check_writable
-    from cmrl_jax.metrics import clean_json
+    from cmrl_jax.reporting.metrics import clean_json
+    from cmrl_jax.results.lock import check_writable
 
     args = parse_cli(Figure6Args, argv, __doc__.split("\n")[0])
     t0 = time.perf_counter()
-    from cmrl_jax.paths import local_path
+    from cmrl_jax.results.paths import local_path
 
     try:
         png = local_path(args.out or f"docs/figures/figure6_{safe_name(args.env)}.png")

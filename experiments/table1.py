@@ -5,9 +5,9 @@
     python -m experiments.table1 --sweep              # Appendix A learning-rate grid
 """
 
+from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.tables import PAPER_METHODS, Recipe, Row, TableSpec, paper_row
 from cmrl_jax.config import TrainConfig
-from cmrl_jax.experiment import run_table
-from cmrl_jax.tables import PAPER_METHODS, Recipe, Row, TableSpec, paper_row
 
 THRESHOLDS = (0.25, 0.5, 0.75, 0.95, 1.0)
 PAPER = {

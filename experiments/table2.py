@@ -11,9 +11,9 @@ The observation (C x 15 x 3, flattened) enters each LSTM directly: the LSTM's
 input projection is the dense encoder.
 """
 
+from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.tables import PAPER_METHODS, Row, TableSpec, paper_row
 from cmrl_jax.config import TrainConfig
-from cmrl_jax.experiment import run_table
-from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
 from cmrl_jax_envs.recipes import NAVIGATION_RECIPE
 
 ORACLE_TASKS = 2000

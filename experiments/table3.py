@@ -9,9 +9,9 @@ lambda_div 1e-3, learning-rate grid {7.5e-3, 5e-3, 2.5e-3, 1e-3}, 20k updates.
 The observation vector enters each LSTM directly.
 """
 
+from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.tables import PAPER_METHODS, Row, TableSpec, paper_row
 from cmrl_jax.config import TrainConfig
-from cmrl_jax.experiment import run_table
-from cmrl_jax.tables import PAPER_METHODS, Row, TableSpec, paper_row
 from cmrl_jax_envs.recipes import NAVIGATION_RECIPE
 
 ORACLE_TASKS = 512

@@ -9,8 +9,8 @@ and seed trains in the same vmapped program.
 
 import dataclasses
 
-from cmrl_jax.experiment import run_table
-from cmrl_jax.tables import Row, paper_row
+from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.tables import Row, paper_row
 from experiments.table1 import SPEC as TABLE1
 
 NO_DIV = " (no divergence)"

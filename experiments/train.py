@@ -5,10 +5,10 @@
 
 ``python -m`` puts the current folder on the import path (the console script
 does not), so a ``module:name`` env of a checkout's module is found. Everything
-else is ``cmrl_jax.generic``.
+else is ``cmrl_jax.commands.generic``.
 """
 
-from cmrl_jax.generic import main
+from cmrl_jax.commands.generic import main
 
 if __name__ == "__main__":
     main()

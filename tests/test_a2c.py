@@ -1,11 +1,11 @@
-"""Returns, A2C loss terms and the linear schedule (cmrl_jax/a2c.py) by hand."""
+"""Returns, A2C loss terms and the linear schedule (cmrl_jax/learners/a2c.py) by hand."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpy.testing import assert_allclose
 
-from cmrl_jax.a2c import A2CTerms, a2c_terms, discounted_returns, linear_anneal
+from cmrl_jax.learners.a2c import A2CTerms, a2c_terms, discounted_returns, linear_anneal
 
 GAMMA = 0.9
 LN2 = float(np.log(2.0))

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.policy import TanhGaussian
 from cmrl_jax.config import RunSpec, TrainConfig
-from cmrl_jax.policy import TanhGaussian
 from cmrl_jax.registry import make_env
 from cmrl_jax.train import make_trainer
 

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.encoders import ENCODERS, GridEncoder
+from cmrl_jax.agent.networks import make_agent
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.encoders import ENCODERS, GridEncoder
-from cmrl_jax.networks import make_agent
 
 SHAPE = (3, 3, 2)
 VOCAB = (4, 3)
@@ -88,7 +88,7 @@ def test_conv2x2_is_a_2x2_valid_convolution():
     output: [N, V, W, C] -> [N, V - 1, W - 1, F]."""
     import flax.linen as nn
 
-    from cmrl_jax.encoders import Conv2x2
+    from cmrl_jax.agent.encoders import Conv2x2
 
     x = jax.random.normal(jax.random.PRNGKey(3), (4, 5, 6, 3))
     ours, ref = Conv2x2(7), nn.Conv(7, (2, 2), padding="VALID")

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmrl_jax.engine import MetaEpisodeRunner
-from cmrl_jax.inputs import encode_input
-from cmrl_jax.networks import make_agent
-from cmrl_jax.policy import Categorical
+from cmrl_jax.agent.engine import MetaEpisodeRunner
+from cmrl_jax.agent.inputs import encode_input
+from cmrl_jax.agent.networks import make_agent
+from cmrl_jax.agent.policy import Categorical
 from cmrl_jax_envs.monty_hall import MontyHall
 from tests.probe_envs import Corridor, FreshCorridor
 
@@ -298,7 +298,7 @@ def test_fresh_start_needs_reset_state():
 
 def test_count_unique_goals_by_hand():
     """Distinct non-negative goal ids (-1: none), any shape; a random [T, R] against a set."""
-    from cmrl_jax.evaluate import count_unique_goals
+    from cmrl_jax.agent.evaluate import count_unique_goals
 
     assert float(count_unique_goals(jnp.asarray([-1, 3, 3, 0, -1, 7, 0]))) == 3.0
     assert float(count_unique_goals(jnp.full((5,), -1))) == 0.0

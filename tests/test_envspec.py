@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.engine import Transition, goal_success
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.engine import Transition, goal_success
 from cmrl_jax.envspec import EnvSpec, reports_goals, resolve_success, return_above
-from cmrl_jax.metrics import render_table
 from cmrl_jax.registry import UnknownEnvError, env_options, env_spec, make_env
+from cmrl_jax.reporting.metrics import render_table
 
 
 def test_unknown_env_is_one_line_config_error():

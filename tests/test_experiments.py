@@ -2,8 +2,8 @@
 
 import pytest
 
+from cmrl_jax.commands.tables import TableArgs, make_plan
 from cmrl_jax.config import get_method
-from cmrl_jax.tables import TableArgs, make_plan
 from cmrl_jax_envs.monty_hall import oracle_success
 from experiments import table1, table2, table3, table4
 

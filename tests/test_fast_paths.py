@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.engine import MetaEpisodeRunner
+from cmrl_jax.agent.inputs import constant_inputs
+from cmrl_jax.agent.networks import ARCHITECTURES, make_agent
+from cmrl_jax.commands.tables import TableArgs, make_plan
 from cmrl_jax.config import get_method
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.engine import MetaEpisodeRunner
-from cmrl_jax.inputs import constant_inputs
-from cmrl_jax.loss import meta_episode_loss
-from cmrl_jax.networks import ARCHITECTURES, make_agent
+from cmrl_jax.learners.loss import meta_episode_loss
 from cmrl_jax.rewards import scheme_id
-from cmrl_jax.tables import TableArgs, make_plan
 from cmrl_jax.train import make_runner
 from cmrl_jax_envs.color_choice import ColorChoice, EnvState, grid_params
 from cmrl_jax_envs.monty_hall import MontyHall
@@ -188,7 +188,7 @@ def test_fused_gru_is_flax_gru():
     values, and its outputs and gradients, at perturbed parameters."""
     import flax.linen as nn
 
-    from cmrl_jax.cells import FusedGRUCell
+    from cmrl_jax.agent.cells import FusedGRUCell
 
     x = jax.random.normal(jax.random.PRNGKey(3), (5, 7))
     h = jax.random.normal(jax.random.PRNGKey(4), (5, 6))

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmrl_jax.checkpoint import DAMAGED_DIR, Checkpointer
 from cmrl_jax.config import ConfigError, RunSpec
-from cmrl_jax.eval_log import EVAL_FILE, cut_torn_tail, read_history
-from cmrl_jax.lock import writer_lock
 from cmrl_jax.loop import NonFiniteError, run_training
-from cmrl_jax.results import EvalRow
+from cmrl_jax.results.checkpoint import DAMAGED_DIR, Checkpointer
+from cmrl_jax.results.eval_log import EVAL_FILE, cut_torn_tail, read_history
+from cmrl_jax.results.folder import EvalRow
+from cmrl_jax.results.lock import writer_lock
 from experiments import figure6, table1
 from tests.test_train import TINY
 
@@ -48,7 +48,7 @@ TRIALS = int(os.environ.get("CMRL_FAULT_TRIALS", "1"))
 # The table command on a disk that fills up after argv[1] appends to the eval logs.
 DISK_FILLS = """
 import errno, runpy, sys
-import cmrl_jax.paths as paths
+import cmrl_jax.results.paths as paths
 real, calls, limit = paths.append_text, [], int(sys.argv[1])
 def append_text(path, text):
     calls.append(path)
@@ -414,7 +414,7 @@ def test_text_after_the_last_newline_is_a_torn_append(tmp_path, tail):
 HOLD = """
 import sys, time
 from pathlib import Path
-from cmrl_jax.lock import writer_lock
+from cmrl_jax.results.lock import writer_lock
 with writer_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)

@@ -9,15 +9,15 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.figures.hooks import Heatmap, Renderer
-from cmrl_jax.figures.visitation import (
+from cmrl_jax.registry import register_env, registered_envs
+from cmrl_jax.reporting.figures.hooks import Heatmap, Renderer
+from cmrl_jax.reporting.figures.visitation import (
     exploration_frequency,
     percent_change,
     pooled_frequency,
     visitation_counts,
 )
-from cmrl_jax.registry import register_env, registered_envs
-from cmrl_jax.results import find_run
+from cmrl_jax.results.folder import find_run
 from cmrl_jax_envs.reacher_draw import fingertip_path
 from experiments import episode_figure, figure6
 
@@ -93,7 +93,7 @@ def _write_program(folder, cfg: TrainConfig) -> None:
     The parameters are freshly initialised (no training: that would compile the
     training program, which the figures never use).
     """
-    from cmrl_jax.checkpoint import Checkpointer, write_config
+    from cmrl_jax.results.checkpoint import Checkpointer, write_config
     from cmrl_jax.train import make_init, make_runner
 
     write_config(folder, cfg.to_json())
@@ -246,7 +246,7 @@ def test_episode_figure_bad_input_exits_2(results, tmp_path, capsys):
 
 def test_find_run_settles_several_learning_rates(tmp_path):
     """A sweep folder holds one run per learning rate: --learning-rate or sweep.json picks."""
-    from cmrl_jax.checkpoint import write_config
+    from cmrl_jax.results.checkpoint import write_config
 
     runs = tuple(RunSpec("ERL2", s, lr) for lr in (1e-3, 5e-3) for s in (0, 1))
     write_config(tmp_path / "sequential",
@@ -364,7 +364,7 @@ if GOALLESS not in registered_envs():
 )
 def test_env_without_renderer_is_refused_in_one_line(tmp_path, capsys, env, script, message):
     """Config files only (nothing is restored): one error line, exit 2, no figure."""
-    from cmrl_jax.checkpoint import write_config
+    from cmrl_jax.results.checkpoint import write_config
 
     options = {"monty_hall": (("num_doors", 3),), CHEST: (("num_chests", 3),)}
     for arch, run in (("sequential", RunSpec("ERL2", 0, 1e-3)),

@@ -10,9 +10,9 @@ import pytest
 
 from cmrl_jax.config import RunSpec, TrainConfig
 from cmrl_jax.loop import run_training
-from cmrl_jax.metrics import curves, render_table, summarize
 from cmrl_jax.registry import register_env
-from cmrl_jax.sinks import scalars
+from cmrl_jax.reporting.metrics import curves, render_table, summarize
+from cmrl_jax.results.sinks import scalars
 from cmrl_jax_envs.monty_hall import MontyHall
 
 

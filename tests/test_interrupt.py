@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import cmrl_jax.loop  # noqa: F401  (imported by _wait_for: not inside the timed window)
-from cmrl_jax.experiment import _wait_for
+from cmrl_jax.commands.experiment import _wait_for
 
 
 def test_sigint_to_a_worker_thread_interrupts_the_waiting_main_thread():

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.engine import MetaEpisode, Transition
 from cmrl_jax.config import RunSpec, TrainConfig
-from cmrl_jax.engine import MetaEpisode, Transition
-from cmrl_jax.loss import meta_episode_loss, meta_episode_returns, training_rewards
+from cmrl_jax.learners.loss import meta_episode_loss, meta_episode_returns, training_rewards
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_runner
 

@@ -7,15 +7,15 @@ import jax.numpy as jnp
 import pytest
 from gymnax.environments import environment, spaces
 
-from cmrl_jax import results
-from cmrl_jax.checkpoint import claim_folder, write_config
-from cmrl_jax.cli import disk_full
+from cmrl_jax.agent.policy import make_policy
+from cmrl_jax.commands.cli import disk_full
+from cmrl_jax.commands.generic import TrainArgs, check_env_methods, main, make_spec
+from cmrl_jax.commands.tables import Baseline
 from cmrl_jax.config import ConfigError
-from cmrl_jax.generic import TrainArgs, check_env_methods, main, make_spec
-from cmrl_jax.metrics import render_table
-from cmrl_jax.policy import make_policy
 from cmrl_jax.registry import UnknownEnvError, env_spec
-from cmrl_jax.tables import Baseline
+from cmrl_jax.reporting.metrics import render_table
+from cmrl_jax.results import folder as results
+from cmrl_jax.results.checkpoint import claim_folder, write_config
 
 CHEST = "examples.hidden_chest:hidden_chest"
 
@@ -27,7 +27,7 @@ def test_continuous_env_gets_the_small_entropy_bonus_and_the_table_says_so():
     assert (box.base.entropy_explore_start, box.base.entropy_exploit_start) == (0.05, 0.05)
     discrete, _ = make_spec(TrainArgs(env="gymnax:BernoulliBandit-misc"))
     assert (discrete.base.entropy_explore_start, discrete.base.entropy_exploit_start) == (1.0, 1.0)
-    from cmrl_jax.generic import _entropy_line
+    from cmrl_jax.commands.generic import _entropy_line
 
     env, params = env_spec("gymnax:Pendulum-v1").factory()
     line = _entropy_line(env_spec("gymnax:Pendulum-v1"), env, params, box.base)
@@ -140,7 +140,7 @@ def test_command_modules_do_not_start_jax_before_distributed_joins():
 
     code = ("import importlib, jax._src.xla_bridge as xb\n"
             "for m in ('experiments.table1', 'experiments.table2', 'experiments.table3',\n"
-            "          'experiments.table4', 'cmrl_jax.generic', 'experiments.figure6',\n"
+            "          'experiments.table4', 'cmrl_jax.commands.generic', 'experiments.figure6',\n"
             "          'experiments.episode_figure'):\n"
             "    importlib.import_module(m)\n"
             "    assert not xb._backends, m\n")

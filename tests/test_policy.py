@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 from gymnax.environments import spaces
 
-from cmrl_jax.a2c import a2c_terms
-from cmrl_jax.divergence import jensen_shannon
-from cmrl_jax.policy import (
+from cmrl_jax.agent.policy import (
     Categorical,
     TanhGaussian,
     gaussian_entropy,
@@ -20,6 +18,8 @@ from cmrl_jax.policy import (
     js_points,
     make_policy,
 )
+from cmrl_jax.divergence import jensen_shannon
+from cmrl_jax.learners.a2c import a2c_terms
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmrl_jax.a2c import discounted_returns
+from cmrl_jax.agent.engine import MetaEpisode, MetaEpisodeRunner, Transition
+from cmrl_jax.agent.networks import make_agent
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.engine import MetaEpisode, MetaEpisodeRunner, Transition
 from cmrl_jax.learners import LEARNERS, PPOMetrics, get_learner
-from cmrl_jax.loss import meta_episode_advantages, meta_episode_returns, training_rewards
-from cmrl_jax.networks import make_agent
-from cmrl_jax.ppo import gae, normalize, ppo_terms
+from cmrl_jax.learners.a2c import discounted_returns
+from cmrl_jax.learners.loss import meta_episode_advantages, meta_episode_returns, training_rewards
+from cmrl_jax.learners.ppo.maths import gae, normalize, ppo_terms
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_trainer
 from cmrl_jax_envs.color_choice import ColorChoice, grid_params
@@ -282,7 +282,7 @@ def test_ppo_learns_five_door_monty_hall():
 def test_a_tables_recipe_for_a_plug_in_and_what_overrides_it():
     """Table 1's recipes: PPO at 1e-3 for every row, a GRU with 32 units in every program;
     --learning-rate and --extra hidden=N win over them; A2C + LSTM keep the paper's."""
-    from cmrl_jax.tables import TableArgs, make_plan
+    from cmrl_jax.commands.tables import TableArgs, make_plan
     from experiments.table1 import SPEC
 
     def programs(**kw):

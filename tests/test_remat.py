@@ -10,7 +10,7 @@ import pytest
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.loss import collect, meta_episode_loss, ppo_meta_episode_loss
+from cmrl_jax.learners.loss import collect, meta_episode_loss, ppo_meta_episode_loss
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_runner
 
@@ -63,7 +63,7 @@ def test_unknown_remat_is_refused():
 
 
 def test_segment_lengths_are_the_divisors_nearest_the_square_root():
-    from cmrl_jax.engine import segment_length
+    from cmrl_jax.agent.engine import segment_length
 
     assert [segment_length(t) for t in (1, 4, 12, 15, 16, 60, 120, 13)] == [1, 2, 3, 3, 4, 6,
                                                                               10, 1]

@@ -1,4 +1,4 @@
-"""Results folders on object stores (``gs://`` ...): cmrl_jax.paths and its users.
+"""Results folders on object stores (``gs://`` ...): cmrl_jax.results.paths and its users.
 
 GCS cannot be reached from CI, so the object-store code runs for real in two ways:
 * ``gs://`` paths through etils.epath and fsspec, with fsspec's ``gcs`` protocol
@@ -18,15 +18,21 @@ import pytest
 from etils import epath
 from fsspec.implementations.memory import MemoryFileSystem
 
-from cmrl_jax import paths
-from cmrl_jax.checkpoint import CONFIG_FILE, claim_folder, write_config
 from cmrl_jax.config import ConfigError
-from cmrl_jax.eval_log import EVAL_FILE, append_rows, check_covers, cut_torn_tail, read_history
-from cmrl_jax.lock import LOCK_FILE, check_writable, writer_lock
 from cmrl_jax.loop import run_training
-from cmrl_jax.plots import plot_curves
-from cmrl_jax.results import EvalRow
-from cmrl_jax.runtime import RUNTIME_FILE, read_records, record
+from cmrl_jax.reporting.plots import plot_curves
+from cmrl_jax.results import paths
+from cmrl_jax.results.checkpoint import CONFIG_FILE, claim_folder, write_config
+from cmrl_jax.results.eval_log import (
+    EVAL_FILE,
+    append_rows,
+    check_covers,
+    cut_torn_tail,
+    read_history,
+)
+from cmrl_jax.results.folder import EvalRow
+from cmrl_jax.results.lock import LOCK_FILE, check_writable, writer_lock
+from cmrl_jax.results.runtime import RUNTIME_FILE, read_records, record
 from experiments import table1
 from tests.test_train import TINY
 

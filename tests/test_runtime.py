@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from cmrl_jax import runtime
 from cmrl_jax.config import RunSpec, TrainConfig
 from cmrl_jax.loop import read_history, run_training
+from cmrl_jax.results import runtime
 from experiments import table1
 
 CFG = TrainConfig(env_kwargs=(("num_doors", 3),), k_explore=3, hidden=8, batch_size=8,

@@ -1,5 +1,6 @@
-"""Output sinks (``cmrl_jax.sinks``): TensorBoard and W&B carry eval.jsonl's scalars, a failing
-sink is one warning, unknown sinks and missing extras are refused before anything compiles."""
+"""Output sinks (``cmrl_jax.results.sinks``): TensorBoard and W&B carry eval.jsonl's scalars,
+a failing sink is one warning, unknown sinks and missing extras are refused before anything
+compiles."""
 
 import dataclasses
 import errno
@@ -10,7 +11,7 @@ import pytest
 
 from cmrl_jax.config import ConfigError
 from cmrl_jax.loop import read_history, run_training
-from cmrl_jax.sinks import SINKS, TensorBoardSink, WandbSink, parse_sinks, scalars
+from cmrl_jax.results.sinks import SINKS, TensorBoardSink, WandbSink, parse_sinks, scalars
 from tests.test_train import TINY
 
 CFG = TINY  # rows at updates 0, 2 and 4 (training metrics from update 2 on), two runs

@@ -1,10 +1,10 @@
-"""Interval estimates (``cmrl_jax.stats``) against cases computed by hand, and the table."""
+"""Interval estimates (``reporting.stats``) against cases computed by hand, and the table."""
 
 import numpy as np
 import pytest
 
-from cmrl_jax import stats
-from cmrl_jax.metrics import improvement, render_table, summarize
+from cmrl_jax.reporting import stats
+from cmrl_jax.reporting.metrics import improvement, render_table, summarize
 
 
 def test_bootstrap_interval_of_a_mean_by_hand():

@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from cmrl_jax.checkpoint import Checkpointer, claim_folder
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
 from cmrl_jax.loop import read_history, run_training
+from cmrl_jax.results.checkpoint import Checkpointer, claim_folder
 from experiments import table1
 
 TINY = TrainConfig(

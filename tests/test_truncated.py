@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.engine import MetaEpisodeRunner
+from cmrl_jax.agent.networks import make_agent
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.engine import MetaEpisodeRunner
 from cmrl_jax.learners import PPOMetrics
-from cmrl_jax.networks import make_agent
 from cmrl_jax.train import make_trainer
 from tests.probe_envs import Corridor
 

@@ -87,8 +87,8 @@ def check_returns(pc: PeerConfig) -> dict:
     and (if torch is installed) the torch peer's. -> the arrays per method."""
     import jax.numpy as jnp
 
-    from cmrl_jax.engine import MetaEpisode, Transition
-    from cmrl_jax.loss import meta_episode_returns, training_rewards
+    from cmrl_jax.agent.engine import MetaEpisode, Transition
+    from cmrl_jax.learners.loss import meta_episode_returns, training_rewards
     from cmrl_jax.rewards import scheme_id
 
     k, hz = 3, 2
@@ -130,7 +130,7 @@ def check_network(pc: PeerConfig, steps: int = 6, seed: int = 0) -> float:
     import jax
     import jax.numpy as jnp
 
-    from cmrl_jax.networks import make_agent
+    from cmrl_jax.agent.networks import make_agent
 
     agent = make_agent("sequential", pc.hidden, pc.num_actions, 1)
     fp = agent.init(jax.random.PRNGKey(seed), pc.input_dim)
@@ -174,7 +174,7 @@ def check_update(pc: PeerConfig, batch: int = 4, seed: int = 0) -> dict:
     ent_e, ent_x = 0.7, 0.3
     keys = jax.random.split(jax.random.PRNGKey(seed), batch)
     perms = jnp.zeros((cfg.num_derangements, cfg.k_explore), jnp.int32)
-    from cmrl_jax.loss import meta_episode_loss
+    from cmrl_jax.learners.loss import meta_episode_loss
 
     def batch_loss(params, scheme):
         loss, _ = jax.vmap(lambda key: meta_episode_loss(

@@ -79,7 +79,7 @@ class PeerConfig:
 
 def table1_program(seeds: int = 3, batch_size: int = 128):
     """Our ``TrainConfig`` of Table 1's sequential program (RL2 + ERL2 rows)."""
-    from cmrl_jax.tables import TableArgs, make_plan
+    from cmrl_jax.commands.tables import TableArgs, make_plan
     from experiments.table1 import SPEC
 
     plan = make_plan(SPEC, TableArgs(seeds=seeds, batch_size=batch_size, methods=METHODS))

@@ -1,0 +1,206 @@
+"""``run_table``: one table experiment, from the command line to table.md.
+
+Parse and validate (``cmrl_jax.commands.tables.make_plan``), claim the results folder
+and take its writer lock, train every program (one thread each, resuming), then
+write the table, its JSON and its figure. Every refusal is one line and an exit
+status of ``cmrl_jax.commands.cli``, before anything compiles or is written.
+"""
+
+import contextlib
+import os
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from cmrl_jax.commands.cli import (
+    DISK_FULL_MESSAGE,
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_NONFINITE,
+    EXIT_USAGE,
+    disk_full,
+    parse_cli,
+)
+from cmrl_jax.commands.tables import (
+    Plan,
+    TableArgs,
+    TableSpec,
+    baseline,
+    claim,
+    make_plan,
+    select_best,
+)
+from cmrl_jax.config import ConfigError, get_method
+from cmrl_jax.reporting.metrics import clean_json, curves, improvement, render_table, summarize
+from cmrl_jax.results.folder import EvalRow, figure_file, write_table
+from cmrl_jax.results.sinks import factories
+
+IMPROVEMENT_OVER = "ERL2"
+"""The row every CMRL row is compared with (the paper's strongest sequential baseline)."""
+
+
+def _exit_now(status: int, message: str) -> None:
+    """Print ``message`` and end the process once no checkpoint is being saved.
+
+    Worker threads cannot be interrupted; holding the save lock means every
+    checkpoint on disk is whole (a torn eval-log line is cut on resume).
+    """
+    from cmrl_jax.results.checkpoint import SAVE_LOCK
+
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    with SAVE_LOCK:
+        os._exit(status)
+
+
+def _wait_for(futures: list, poll_s: float = 0.25, folder="the results folder") -> list[EvalRow]:
+    """Every program's rows; exits at the first program that fails (statuses above).
+
+    Waits in short slices: a SIGINT that lands on another thread (a worker or XLA
+    thread: Linux prefers the main thread but does not promise it, and
+    ``pthread_kill`` aims anywhere) only flags it for the main thread, which would
+    not look while blocked in one long lock wait, i.e. until a program's chunk
+    ended; waking every ``poll_s`` lets Python raise the KeyboardInterrupt at once.
+    (A command started in the background with ``&`` ignores SIGINT altogether:
+    stop it with SIGTERM.)
+    """
+    from cmrl_jax.loop import NonFiniteError
+
+    while True:
+        done, pending = wait(futures, timeout=poll_s, return_when=FIRST_EXCEPTION)
+        if not pending or any(f.exception() is not None for f in done):
+            break
+    for f in futures:
+        error = f.exception() if f.done() else None
+        if isinstance(error, ConfigError):
+            _exit_now(EXIT_USAGE, f"error: {error}")
+        if isinstance(error, NonFiniteError):
+            _exit_now(EXIT_NONFINITE, f"error: {error}; no table written")
+        if error is not None and disk_full(error):
+            _exit_now(EXIT_DISK_FULL, DISK_FULL_MESSAGE.format(folder=folder))
+    return [row for f in futures for row in f.result()]
+
+
+def run_table(spec: TableSpec, argv: list[str] | None = None,
+              args: "TableArgs | None" = None) -> dict:
+    """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure.
+
+    Everything is checked, and the folder's writer lock taken, before anything
+    compiles or is written; the lock is held until the table is written.
+    """
+    from cmrl_jax.results.lock import check_writable, writer_lock
+
+    args = args if args is not None else parse_cli(TableArgs, argv, spec.title)
+    folder_lock = contextlib.ExitStack()
+    try:
+        from cmrl_jax.parallel import program_mesh
+        from cmrl_jax.results import runtime
+
+        if args.distributed:  # before anything touches a device
+            runtime.init_distributed()
+        plan = make_plan(spec, args)
+        meshes = [program_mesh(cfg, args.devices, args.runs_devices) for _, cfg in plan.programs]
+        check_writable(plan.folder)
+        claim(plan)
+        folder_lock.enter_context(writer_lock(plan.folder, primary=runtime.is_main_process()))
+        claim(plan)  # again: no other writer can change the folder now
+        from cmrl_jax.loop import check_resumable
+
+        for name, cfg in plan.programs:  # refused now, a refusal prints and changes nothing
+            check_resumable(cfg, plan.folder / name)
+        runtime.barrier("claimed")  # every process read the folder before process 0 writes
+    except ConfigError as e:
+        folder_lock.close()
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    with folder_lock:
+        from cmrl_jax.commands.startup import training_interrupts
+
+        training_interrupts()
+        try:
+            return _train_and_report(spec, args, plan, meshes)
+        except Exception as e:
+            if not disk_full(e):
+                raise
+            _exit_now(EXIT_DISK_FULL, DISK_FULL_MESSAGE.format(folder=plan.folder))
+        except KeyboardInterrupt:  # while training, or writing the table (rerun rewrites it)
+            _exit_now(EXIT_INTERRUPTED, "\ninterrupted: run the same command again to resume")
+            raise  # not reached: _exit_now ends the process
+
+
+def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list) -> dict:
+    """Train every program (resuming) and write the table, its JSON and figure."""
+    from cmrl_jax.loop import run_training
+    from cmrl_jax.reporting.plots import plot_curves
+    from cmrl_jax.results import runtime
+    from cmrl_jax.results.checkpoint import write_config
+
+    t0 = time.perf_counter()
+    main = runtime.is_main_process()
+    facts = runtime.backend_facts(
+        {name: mesh for (name, _), mesh in zip(plan.programs, meshes, strict=True)}
+    )
+    if main:
+        print(runtime.describe(facts), flush=True)
+        write_config(plan.folder, plan.experiment_json)
+        runtime.record(plan.folder, facts)
+    # Programs are independent XLA computations; JAX releases the GIL while they
+    # run, so one thread per program keeps every core busy (2 programs, 2 cores).
+    # Several processes must launch their collectives in the same order: one at a time.
+    jobs = max(1, min(len(plan.programs), args.jobs or os.cpu_count() or 1))
+    if facts["process_count"] > 1:
+        jobs = 1
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    sinks = factories(plan.sinks)
+    futures = [
+        pool.submit(run_training, cfg, plan.folder / name, label=name,
+                    progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks)
+        for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
+    ]
+    rows = _wait_for(futures, folder=plan.folder)
+    pool.shutdown()
+    sweep_report = None
+    if args.sweep:
+        rows, sweep_report = select_best(rows, spec.thresholds)
+    cs = curves(rows)
+    methods = [r.label for r in spec.rows if r.label in cs]
+    ours = {m: summarize(cs[m], spec.thresholds) for m in methods}
+    if IMPROVEMENT_OVER in ours:  # CMRL rows against ERL2: the probability of improvement
+        for r in spec.rows:
+            if r.label in ours and get_method(r.method).concurrent:
+                better = improvement(cs[r.label], cs[IMPROVEMENT_OVER], IMPROVEMENT_OVER)
+                if better is not None:
+                    ours[r.label]["probability_of_improvement"] = better
+    not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
+    # The paper's rows and the oracle hold for the table's K and H only (--extra may change them).
+    first = plan.programs[0][1]  # every program shares the base's K and H
+    changed = [f"{k} = {getattr(first, k)} (the table's {getattr(spec.base, k)})"
+               for k in ("k_explore", "horizon") if getattr(first, k) != getattr(spec.base, k)]
+    paper = {} if changed else spec.paper
+    table = render_table(ours, paper, spec.thresholds, spec.title, not_in_paper,
+                         visited=spec.visited_goals)
+    result = {"methods": ours, "sweep": sweep_report}
+    if not main:  # process 0 writes the table, the figure and the report
+        return result
+    reference = baseline(first)  # under every table: what success means, acting blindly
+    table += "\n" + reference.lines() + "\n"
+    if changed:
+        table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
+                  "table's setting only.\n")
+    elif spec.oracle is not None:
+        table += "\n" + spec.oracle() + "\n"
+    md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
+                         clean_json(sweep_report) if sweep_report else None)
+    fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),
+                      spec.title, spec.num_goals, visited=spec.visited_goals)
+    print()
+    print(table, flush=True)
+    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
+        print(line, file=sys.stderr, flush=True)  # after the table, where it is read
+    if sweep_report:
+        for m, r in sweep_report.items():
+            print(f"sweep {m}: chosen learning rate {r['chosen_learning_rate']:g}")
+            print(f"  grid {r['grid']}")
+    print(f"wrote {md}, {js}, {fig}")
+    print(f"wall time {time.perf_counter() - t0:.0f} s")
+    return result

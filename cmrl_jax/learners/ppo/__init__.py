@@ -1,0 +1,1 @@
+"""PPO: its maths, losses and updates."""
