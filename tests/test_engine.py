@@ -159,11 +159,12 @@ def test_exploit_sees_every_final_explore_reward(arch):
     runner = make_runner(env, env.default_params, arch, k=3)
     p = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
     task = runner.task(jax.random.PRNGKey(1))
-    _, final = runner.explore(p, task, jax.random.PRNGKey(2))
+    sp = runner.step_params(p)
+    _, final = runner.explore(sp, task, jax.random.PRNGKey(2))
 
     def exploit_logits(fin):
-        memory = runner.handoff(p, fin)
-        return runner.exploit(p, task, memory, jax.random.PRNGKey(3)).logits
+        memory = runner.handoff(sp, fin, runner.agent_input(fin))
+        return runner.exploit(sp, task, memory, jax.random.PRNGKey(3)).logits
 
     base = exploit_logits(final)
     for k in range(final.prev_reward.shape[0]):

@@ -48,6 +48,8 @@ from cmrl_jax.agent.inputs import (
 )
 from cmrl_jax.agent.networks import Agent, keep_where
 from cmrl_jax.agent.policy import Policy, make_policy
+from cmrl_jax.agent.replay import Replay, WindowStarts, segment_length  # noqa: F401 (re-exported)
+from cmrl_jax.config import REMAT, START_PROTOCOLS
 
 
 class Transition(NamedTuple):
@@ -85,20 +87,6 @@ class SubEpisode(NamedTuple):
     steps: Transition  # leaves [H, R, ...]
 
 
-class WindowStarts(NamedTuple):
-    """The carried memories of truncated backpropagation (``MetaEpisodeRunner.window_starts``):
-    the memory at the start of each window of a collected meta-episode's phases.
-
-    Leaves: explore [T_e / W, ...], exploit [H / W, ...] (the exploit carry: the first one
-    is the hand-off's memory); cross [num_derangements, T_e / W, ...] (concurrent: the
-    explore network's memory on each derangement's permuted inputs), else None.
-    """
-
-    explore: Any
-    exploit: Any
-    cross: Any = None
-
-
 @struct.dataclass
 class RolloutState:
     """Scan carry of R rollouts stepping together."""
@@ -113,20 +101,6 @@ class RolloutState:
     memory: Any  # agent recurrent state
 
 
-REMAT = ("none", "step", "segments")
-"""Rematerialisation of the differentiated step scans (``MetaEpisodeRunner``'s ``remat``)."""
-
-START_PROTOCOLS = ("same", "fresh")
-"""Where sub-episodes start (``MetaEpisodeRunner``'s ``subepisode_start``; config mirrors it)."""
-
-
-def segment_length(t: int) -> int:
-    """The divisor of ``t`` nearest sqrt(t) (ties: the smaller): steps per rematerialised
-    segment. A prime ``t`` gets 1 (per-step checkpoints)."""
-    divisors = [d for d in range(1, t + 1) if t % d == 0]
-    return min(divisors, key=lambda d: (abs(d - t ** 0.5), d))
-
-
 def goal_success(exploit: "Transition", task, env_params) -> jax.Array:
     """Default success of an env that reports ``info["goal"]``: the exploit sub-episode
     entered a goal with positive reward (bool scalar)."""
@@ -138,8 +112,9 @@ def _broadcast(tree, r: int):
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (r,) + jnp.shape(a)), tree)
 
 
-class MetaEpisodeRunner:
-    """Runs meta-episodes of one agent on one environment (static configuration)."""
+class MetaEpisodeRunner(Replay):
+    """Runs meta-episodes of one agent on one environment (static configuration): collection
+    here, replays of stored meta-episodes in ``Replay`` (``cmrl_jax.agent.replay``)."""
 
     def __init__(
         self,
@@ -227,37 +202,6 @@ class MetaEpisodeRunner:
             )
 
     # ------------------------------------------------------------------ steps
-    def _scan(self, body, carry, xs, unroll: bool):
-        """``lax.scan(body, carry, xs)`` of a differentiated step scan, rematerialised as
-        ``remat`` says (per step, or in segments of about sqrt(T) steps)."""
-        if self.remat == "step":
-            return jax.lax.scan(jax.checkpoint(body), carry, xs, unroll=unroll)
-        if self.remat == "none":
-            return jax.lax.scan(body, carry, xs, unroll=unroll)
-        t = jax.tree.leaves(xs)[0].shape[0]
-        seg = segment_length(t)
-        split = jax.tree.map(lambda a: jnp.reshape(a, (t // seg, seg) + a.shape[1:]), xs)
-
-        @jax.checkpoint
-        def segment(c, part):
-            return jax.lax.scan(body, c, part)
-
-        carry, ys = jax.lax.scan(segment, carry, split)
-        return carry, jax.tree.map(lambda a: jnp.reshape(a, (t,) + a.shape[2:]), ys)
-
-    def _encode(self, params, x: jax.Array, differentiated: bool = True):
-        """Stored inputs [T, R, D] -> (what the step scan reads, whether it is encoded).
-
-        With an encoder and no ``remat``: the cells' features of all T x R inputs in one
-        batched pass (``Agent.encode``); an encoding depends on its input only. Under
-        ``remat`` (differentiated) the steps encode their own input inside the
-        rematerialised scan instead: a batched pass keeps, or recomputes at once, the
-        encoder's activations for every step, which would grow with T past the scan's
-        bound (docs/design.md, "Where a replay spends its time")."""
-        if not self.agent.has_encoder or (differentiated and self.remat != "none"):
-            return x, False
-        return self.agent.encode(params, x), True
-
     def step_params(self, params):
         """The parameters the step functions use: ``params`` with the constant input
         features folded in (``inputs.InputCompaction``), or ``params`` itself."""
@@ -300,7 +244,7 @@ class MetaEpisodeRunner:
         s = self._start(state0, obs0, r, memory)
         return s.replace(env_state=states, obs=self._obs(obs, r)), key
 
-    def _input(self, s: RolloutState) -> jax.Array:
+    def agent_input(self, s: RolloutState) -> jax.Array:
         """Agent input of the current state."""
         return encode_input(
             s.obs, self.policy.features(s.prev_action), s.prev_reward, s.prev_done,
@@ -323,7 +267,7 @@ class MetaEpisodeRunner:
         step on it (concurrent explore phase); otherwise it stays pending.
         """
         r = s.live.shape[0]
-        x = self._input(s)
+        x = self.agent_input(s)
         steps = s.live | s.pending if absorb else s.live
         memory, logits, value = net_step(params, s.memory, x, steps)
         k_act, k_env = jax.random.split(key)
@@ -379,12 +323,11 @@ class MetaEpisodeRunner:
         """The task and initial state of a meta-episode: (obs0, state0) from its reset key."""
         return self.env.reset_env(key, self.env_params)
 
-    def explore(self, params, task, key: jax.Array, greedy: bool = False):
+    # Each phase takes *step parameters* (``step_params(params)``: the constant input
+    # features folded in), computed once per meta-episode by ``run_with_task``.
+    def explore(self, step_params, task, key: jax.Array, greedy: bool = False):
         """The explore phase -> (Transition [T_e, R, ...], final RolloutState)."""
-        return self._explore(self.step_params(params), task, key, greedy)
-
-    def _explore(self, params, task, key: jax.Array, greedy: bool):
-        """``explore`` with step parameters (``step_params``)."""
+        params = step_params
         obs0, state0 = task
         agent = self.agent
         memory = agent.explore_carry(params)
@@ -412,27 +355,22 @@ class MetaEpisodeRunner:
         )
         return explore, s
 
-    def handoff(self, params, final: RolloutState):
+    def handoff(self, step_params, final: RolloutState, handoff_input: jax.Array):
         """Hand-off step: the explore memory absorbs the results still pending -> exploit memory.
 
-        Every explore rollout has ended here (done = 1 in its input); the ones
-        whose result the memory already absorbed stay frozen.
+        ``handoff_input``: the agent input of ``final`` (``agent_input(final)``). Every explore
+        rollout has ended here (done = 1 in its input); the ones whose result the memory
+        already absorbed stay frozen.
         """
-        return self._handoff(self.step_params(params), final, self._input(final))
+        agent = self.agent
+        memory, _, _ = agent.explore_step(step_params, final.memory, handoff_input, final.pending)
+        return agent.exploit_carry(step_params, memory)
 
-    def _handoff(self, params, final: RolloutState, x: jax.Array):
-        """``handoff`` with step parameters and its input ``x`` (``_input(final)``)."""
-        memory, _, _ = self.agent.explore_step(params, final.memory, x, final.pending)
-        return self.agent.exploit_carry(params, memory)
-
-    def exploit(self, params, task, memory, key: jax.Array, greedy: bool = False) -> Transition:
+    def exploit(self, step_params, task, memory, key: jax.Array,
+                greedy: bool = False) -> Transition:
         """The exploit sub-episode from the task's initial state -> Transition [H, 1, ...]."""
-        return self._exploit(self.step_params(params), task, memory, key, greedy)
-
-    def _exploit(self, params, task, memory, key: jax.Array, greedy: bool) -> Transition:
-        """``exploit`` with step parameters."""
         s, key = self._begin(task, key, 1, memory)
-        return self._sub_episode(self.agent.exploit_step, params, s, key, greedy).steps
+        return self._sub_episode(self.agent.exploit_step, step_params, s, key, greedy).steps
 
     def run(self, params, key: jax.Array, greedy: bool = False) -> MetaEpisode:
         """One meta-episode from ``key``: one reset key gives the task and initial state
@@ -447,134 +385,11 @@ class MetaEpisodeRunner:
         k_reset, k_explore, k_exploit = jax.random.split(key, 3)
         task = self.task(k_reset)
         step_params = self.step_params(params)  # once per meta-episode
-        explore, final = self._explore(step_params, task, k_explore, greedy)
-        handoff_x = self._input(final)
-        memory = self._handoff(step_params, final, handoff_x)
-        exploit = self._exploit(step_params, task, memory, k_exploit, greedy)
+        explore, final = self.explore(step_params, task, k_explore, greedy)
+        handoff_x = self.agent_input(final)
+        memory = self.handoff(step_params, final, handoff_x)
+        exploit = self.exploit(step_params, task, memory, k_exploit, greedy)
         success = self.success_fn(exploit, task, self.env_params)
         episode = MetaEpisode(explore=explore, exploit=exploit, success=success,
                               handoff_x=handoff_x, handoff_steps=final.pending)
         return episode, task
-
-    def memory_steps(self, live: jax.Array) -> jax.Array:
-        """Which explore slots step the memory, from which are live: bool [T, R] -> [T, R].
-
-        Live decisions, and (concurrent) the absorb step right after a rollout's
-        end: a rollout is live on a prefix of the phase, so that is the first
-        slot where it is dead after a live one.
-        """
-        if not self.concurrent:
-            return live
-        before = jnp.concatenate([jnp.zeros_like(live[:1]), live[:-1]], axis=0)
-        return live | before
-
-    def replay(self, params, ep: MetaEpisode):
-        """Re-run the agent over a meta-episode's stored inputs, from its initial memory:
-        what a collect-then-learn learner differentiates (full backpropagation through the
-        meta-episode).
-
-        ``ep`` as ``run`` returns it (stored inputs ``Transition.x``, live masks, the
-        hand-off input). The memory steps exactly where it stepped in the run (explore:
-        ``memory_steps``; the hand-off; exploit: live decisions), so replaying with the
-        collecting parameters reproduces the run's heads.
-
-        Returns:
-            (explore logits [T_e, R, P], explore values [T_e, R],
-             exploit logits [H, 1, P], exploit values [H, 1]).
-        """
-        params = self.step_params(params)
-        agent = self.agent
-        e, x = ep.explore, ep.exploit
-        memory, (e_logits, e_value) = self._replay_steps(
-            agent.explore_step, params, agent.explore_carry(params), e.x,
-            self.memory_steps(e.live))
-        memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
-        _, (x_logits, x_value) = self._replay_steps(
-            agent.exploit_step, params, agent.exploit_carry(params, memory), x.x, x.live)
-        return e_logits, e_value, x_logits, x_value
-
-    def _replay_steps(self, step, params, memory, x: jax.Array, steps: jax.Array,
-                      differentiated: bool = True):
-        """Scan ``step`` (with step parameters) over stored inputs x [T, R, D] and memory
-        steps [T, R] from ``memory`` -> (memory after, (logits [T, R, P], values [T, R]));
-        rematerialised as ``remat`` says where ``differentiated``; the inputs encoded as
-        ``_encode`` says."""
-        x, encoded = self._encode(params, x, differentiated)
-
-        def body(memory, xs):
-            memory, logits, value = step(params, memory, *xs, encoded=encoded)
-            return memory, (logits, value)
-
-        unroll = x.shape[0] <= 4
-        if differentiated:
-            return self._scan(body, memory, (x, steps), unroll)
-        return jax.lax.scan(body, memory, (x, steps), unroll=unroll)
-
-    # ------------------------------------------------- truncated backpropagation
-    def window_starts(self, params, ep: MetaEpisode, window: int,
-                      perms: jax.Array | None = None) -> WindowStarts:
-        """The memory at the start of every window of ``window`` decision slots of a stored
-        meta-episode, as the run that made it carried it (no gradient): what truncated
-        backpropagation restarts each window from.
-
-        A forward pass over the stored inputs, stepping the memory exactly where the run
-        did (``replay``); the hand-off is a window boundary (the exploit phase's first
-        window starts from its memory). ``perms`` [num_derangements, K] (concurrent):
-        also the explore network's memories on each derangement's permuted inputs, the
-        starts of the divergence term's windows. ``window`` divides H (so T_e too).
-        """
-        params = self.step_params(jax.lax.stop_gradient(params))
-        agent = self.agent
-
-        def starts(step, memory, x, steps):
-            n = x.shape[0] // window
-            split = lambda a: jnp.reshape(a, (n, window) + a.shape[1:])  # noqa: E731
-
-            def body(memory, xs):
-                after, _ = self._replay_steps(step, params, memory, *xs, differentiated=False)
-                return after, memory
-
-            return jax.lax.scan(body, memory, (split(x), split(steps)))
-
-        e, x = ep.explore, ep.exploit
-        e_steps = self.memory_steps(e.live)
-        memory, e_starts = starts(agent.explore_step, agent.explore_carry(params), e.x, e_steps)
-        memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
-        _, x_starts = starts(agent.exploit_step, agent.exploit_carry(params, memory), x.x,
-                             x.live)
-        cross = None
-        if self.concurrent and perms is not None:
-            runs = [starts(agent.explore_step, agent.explore_carry(params), e.x[:, perm],
-                           e_steps[:, perm])[1] for perm in perms]
-            cross = jax.tree.map(lambda *a: jnp.stack(a), *runs)
-        return WindowStarts(e_starts, x_starts, cross)
-
-    def replay_window(self, params, explore: bool, memory, x: jax.Array, steps: jax.Array):
-        """Re-run one window of stored inputs x [W, R, D] (memory steps [W, R]) from its
-        carried start ``memory`` (a constant: the gradient stops there) with the explore
-        or the exploit network -> (logits [W, R, P], values [W, R])."""
-        params = self.step_params(params)
-        step = self.agent.explore_step if explore else self.agent.exploit_step
-        _, heads = self._replay_steps(step, params, jax.lax.stop_gradient(memory), x, steps)
-        return heads
-
-    def rerun_explore(self, params, x: jax.Array, live: jax.Array):
-        """Re-run the explore network on given inputs: [T, R, D], [T, R] -> logits [T, R, A].
-
-        ``x``: agent inputs as the engine stores them (``Transition.x``, width ``x_dim``).
-
-        ``live`` marks the live decisions of each input row; the memory steps
-        as in the run that made them (``memory_steps``), so re-running a
-        meta-episode's own inputs reproduces its logits.
-        """
-
-        params = self.step_params(params)
-        x, encoded = self._encode(params, x)
-
-        def body(memory, xs):
-            memory, logits, _ = self.agent.explore_step(params, memory, *xs, encoded=encoded)
-            return memory, logits
-
-        _, logits = self._scan(body, self.agent.explore_carry(params),
-                               (x, self.memory_steps(live)), x.shape[0] <= 4)
-        return logits
