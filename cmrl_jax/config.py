@@ -9,7 +9,7 @@ lambda_div, reward scheme): those become traced values.
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cmrl_jax.agent.cells import CELLS
 from cmrl_jax.agent.encoders import ENCODERS
@@ -18,6 +18,9 @@ from cmrl_jax.divergence import DIVERGENCES
 from cmrl_jax.errors import ConfigError, check_number
 from cmrl_jax.learners import LEARNERS
 from cmrl_jax.rewards import SCHEMES
+
+if TYPE_CHECKING:  # registry imports gymnax, which starts JAX's backend: never at run time
+    from cmrl_jax.registry import BoundEnv
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,14 @@ METHODS: dict[str, Method] = {
         Method("Max+StDev-Until-Exploit", True, "max_stdev", 16),
     )
 }
+
+
+def get_learner(name: str):
+    """The learner called ``name`` (``LEARNERS``; ConfigError naming the known ones if
+    none is): the commands reach the learners through here, not at their import."""
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
+    return LEARNERS[name]
 
 
 def get_method(name: str) -> Method:
@@ -157,29 +168,44 @@ class TrainConfig:
         impossible value. A config without runs is a template (the tables' base configs)."""
         self.check()
 
-    def validate(self) -> None:
-        """Everything, before any compilation (the trainer and the CLIs call it): ``check``,
-        the env's name and options, and at least one run."""
-        from cmrl_jax.registry import check_env_options, env_spec
+    def validate(self, env: "BoundEnv | None" = None) -> "BoundEnv":
+        """Everything, before any compilation: ``check``, the env's name and options (bound
+        here, ``registry.bind_env``: resolved and built once, unless ``env``, this config's
+        bound env, is given), whether the env serves this config's start protocol and
+        encoder, and at least one run. Returns the bound env, which remembers this config
+        as validated (``validated``)."""
+        from cmrl_jax.registry import bind_env
 
         self.check()
-        check_env_options(self.env, dict(self.env_kwargs), env_spec(self.env))  # name, options
+        if env is None:
+            env = bind_env(self.env, self.env_kwargs)  # name, options (ConfigError: one line)
+        elif not env.matches(self.env, self.env_kwargs):
+            raise ValueError(f"the bound env {env.name} {env.options} is not this config's "
+                             f"({self.env} {self.env_kwargs})")
         if self.subepisode_start == "fresh" or self.encoder != "flat":
-            self._check_env_fits()
+            self._check_env_fits(env)
         if not self.runs:
             raise ConfigError("no runs: select at least one method and one seed")
+        env.remember_valid(self)
+        return env
 
-    def _check_env_fits(self) -> None:
+    def validated(self, env: "BoundEnv | None" = None) -> "BoundEnv":
+        """This config's bound env, the config validated against it once per bound env:
+        ``validate`` unless ``env`` has already validated it (a plan's programs, checked
+        when planned, are not validated again by the trainer)."""
+        if env is not None and env.validated(self):
+            return env
+        return self.validate(env)
+
+    def _check_env_fits(self, bound: "BoundEnv") -> None:
         """ConfigError (one line) if the env cannot serve this config's start protocol or
-        encoder (builds the env once; before anything compiles)."""
-        from cmrl_jax.registry import make_env
-
-        env, env_params = make_env(self.env, **dict(self.env_kwargs))
+        encoder (reads the bound env; before anything compiles)."""
+        env = bound.env
         if self.subepisode_start == "fresh" and not hasattr(env, "reset_state"):
             raise ConfigError(
                 f"--subepisode-start fresh needs an env that defines reset_state (a fresh "
                 f"start in the same task); {self.env} does not (docs/extending.md)")
-        space = env.observation_space(env_params)
+        space = bound.observation_space()
         why = ENCODERS[self.encoder].check(tuple(space.shape), getattr(space, "high", None))
         if why:
             raise ConfigError(f"encoder {self.encoder} cannot read env {self.env}: {why}")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -31,6 +32,9 @@ from cmrl_jax.results.folder import CHECKPOINTS_DIR, EvalRow
 from cmrl_jax.results.lock import check_writable, writer_lock
 from cmrl_jax.results.sinks import SinkFactory, open_sinks
 from cmrl_jax.train import make_init, make_runner, make_trainer
+
+if TYPE_CHECKING:
+    from cmrl_jax.registry import BoundEnv
 
 
 class NonFiniteError(RuntimeError):
@@ -118,16 +122,18 @@ def _eval_rows(cfg: TrainConfig, update: int, stats, train_metrics=None,
     return rows
 
 
-def check_resumable(cfg: TrainConfig, folder: "Path | paths.ResultsPath") -> None:
+def check_resumable(cfg: TrainConfig, folder: "Path | paths.ResultsPath",
+                    env: "BoundEnv | None" = None) -> None:
     """The refusals of a resume, made before anything is written or printed: ConfigError
     (one line) if ``folder``'s checkpoints all fail to read, or its evaluation log is
     unreadable or does not cover the newest intact checkpoint. Reads only (a traced,
-    not compiled, state shape and one restore)."""
+    not compiled, state shape and one restore). ``env``: ``cfg``'s bound env
+    (``registry.bind_env``; bound here if not given)."""
     folder = paths.results_path(folder)
     history = read_history(folder)  # a corrupt line: ConfigError
     if not (folder / CHECKPOINTS_DIR).is_dir():
         return
-    like, _ = jax.eval_shape(make_init(cfg, make_runner(cfg)))
+    like, _ = jax.eval_shape(make_init(cfg, make_runner(cfg, env)))
     ckpt = Checkpointer(folder, read_only=True)
     try:
         step = ckpt.newest_intact(like).step
@@ -146,6 +152,7 @@ def run_training(
     bar_position: int = 0,
     mesh=None,
     sinks: Sequence[SinkFactory] = (),
+    env: "BoundEnv | None" = None,
 ) -> list[EvalRow]:
     """Train every run of ``cfg`` to ``cfg.num_updates`` in ``folder`` (resuming); return rows.
 
@@ -165,9 +172,11 @@ def run_training(
     run stops being finite (that chunk is neither logged nor saved). ``folder`` may
     be on an object store, e.g. ``gs://bucket/run`` (``paths.results_path``).
     ``sinks`` (``cmrl_jax.results.sinks``) receive every row after ``eval.jsonl`` has it; a
-    failing sink is one warning line.
+    failing sink is one warning line. ``env``: ``cfg``'s bound env (``registry.bind_env``;
+    bound here if not given); a config it already validated (a plan's) is not validated
+    again.
     """
-    cfg.validate()
+    env = cfg.validated(env)
     config_json = cfg.to_json()
     folder = paths.results_path(folder)
     check_writable(folder)
@@ -178,7 +187,7 @@ def run_training(
         runtime.barrier(f"claimed {folder}")  # every process read it before process 0 writes
         return _train_locked(cfg, folder, main, label=label, progress=progress,
                              stop_after=stop_after, bar_position=bar_position, mesh=mesh,
-                             sinks=sinks)
+                             sinks=sinks, env=env)
 
 
 def compile_ahead(trainer, state, hp) -> None:
@@ -198,9 +207,9 @@ def compile_ahead(trainer, state, hp) -> None:
 
 def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
                   stop_after: int | None, bar_position: int, mesh,
-                  sinks: Sequence[SinkFactory]) -> list[EvalRow]:
+                  sinks: Sequence[SinkFactory], env: "BoundEnv") -> list[EvalRow]:
     """``run_training`` once the folder is ours; ``main``: this process writes files."""
-    trainer = make_trainer(cfg, mesh)
+    trainer = make_trainer(cfg, mesh, env)
     state, hp = trainer.init()
     ckpt = Checkpointer(folder)
     outputs = []

@@ -27,6 +27,8 @@ import functools
 import importlib
 import inspect
 import math
+import threading
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -157,6 +159,81 @@ def make_env(name: str, **kwargs: Any) -> tuple[environment.Environment, Any]:
     return spec.factory(**kwargs)
 
 
+@dataclass(frozen=True, eq=False)
+class BoundEnv:
+    """An env name resolved once: its spec, and the env built with one set of options.
+
+    Made by ``bind_env``; a program's runner, held-out runner, neutral baseline and checks
+    all read this one object (hashed by identity). ``options`` are the config's
+    ``env_kwargs`` (the config keeps the name, so config.json is unchanged).
+    """
+
+    name: str
+    options: tuple[tuple[str, Any], ...]
+    spec: EnvSpec
+    env: environment.Environment
+    params: Any
+    # Configs validated against this env (``TrainConfig.validated``): validated once.
+    _validated: set = field(default_factory=set, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The options as keyword arguments of the env's factory."""
+        return dict(self.options)
+
+    def observation_space(self):
+        """The env's observation space under its params."""
+        return self.env.observation_space(self.params)
+
+    def action_space(self):
+        """The env's action space under its params."""
+        return self.env.action_space(self.params)
+
+    def matches(self, name: str, options) -> bool:
+        """Whether this is the env ``name`` with ``options`` (a config's env and env_kwargs)."""
+        return name == self.name and dict(options) == self.kwargs
+
+    @property
+    def heldout(self) -> "BoundEnv | None":
+        """The same env on its held-out tasks (``EnvSpec.heldout``), built once, its name not
+        resolved again; None for an env without them."""
+        with self._lock:  # programs in threads share one bound env: one build
+            if "_heldout" not in self.__dict__:
+                hook = self.spec.heldout
+                options = hook(self.kwargs) if hook is not None else None
+                self.__dict__["_heldout"] = None if options is None else bind_env(
+                    self.name, tuple(options.items()), self.spec)
+            return self.__dict__["_heldout"]
+
+    def remember_valid(self, cfg) -> None:
+        """Record that ``cfg`` was validated against this env."""
+        try:
+            self._validated.add(cfg)
+        except TypeError:  # an unhashable option value: validated again when asked
+            pass
+
+    def validated(self, cfg) -> bool:
+        """Whether ``cfg`` was validated against this env (``remember_valid``)."""
+        try:
+            return cfg in self._validated
+        except TypeError:
+            return False
+
+
+def bind_env(name: str, options=(), spec: EnvSpec | None = None) -> BoundEnv:
+    """Resolve ``name`` once (``spec``: already resolved), check ``options`` (pairs or a
+    dict) and build the env: UnknownEnvError / ConfigError (one line) for a bad name or
+    option."""
+    spec = spec or env_spec(name)
+    options = tuple(options.items()) if isinstance(options, dict) else tuple(
+        tuple(kv) for kv in options)
+    kwargs = dict(options)
+    check_env_options(name, kwargs, spec)
+    env, params = spec.factory(**kwargs)
+    return BoundEnv(name, options, spec, env, params)
+
+
 def env_options(name: str, spec: EnvSpec | None = None) -> dict[str, Any]:
     """Options an env accepts -> their default (``inspect.Parameter.empty`` if required)."""
     spec = spec or env_spec(name)
@@ -180,10 +257,10 @@ def check_env_options(name: str, kwargs: dict[str, Any], spec: EnvSpec | None = 
             raise ConfigError(f"env {name} option {key} must be a finite number, got {value}")
 
 
-def renderer_of(env_name: str, part: str, figure: str) -> Any:
-    """The ``part`` (``"heatmap"`` / ``"strip"``) of ``env_name``'s renderer; ConfigError
-    (one line) if the env has none."""
-    renderer = env_spec(env_name).renderer
+def renderer_of(env_name: str, part: str, figure: str, spec: EnvSpec | None = None) -> Any:
+    """The ``part`` (``"heatmap"`` / ``"strip"``) of ``env_name``'s renderer (``spec``: the
+    env's, already resolved); ConfigError (one line) if the env has none."""
+    renderer = (spec or env_spec(env_name)).renderer
     found = getattr(renderer, part, None) if renderer is not None else None
     if found is None:
         raise ConfigError(f"env {env_name} registers no renderer {part}: {figure} needs one "

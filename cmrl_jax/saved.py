@@ -39,14 +39,16 @@ class SavedPolicy:
 
 
 def load_policy(folder: "str | Path | RunLocation", method: str | None = None, seed: int = 0,
-                learning_rate: float | None = None) -> SavedPolicy:
+                learning_rate: float | None = None, env: Any = None) -> SavedPolicy:
     """Restore the run of table row ``method`` (default: the first run found) with ``seed``
     (``cmrl_jax.results.folder.find_run``), or the run ``folder`` locates.
 
     The newest checkpoint that reads is used; if newer ones are damaged, one
     line on stderr says which step was used instead (the folder is not
     changed). ConfigError (one line) if no run matches, several do (give
-    ``learning_rate``), or no checkpoint can be read.
+    ``learning_rate``), or no checkpoint can be read. ``env``: the program's bound env
+    (``cmrl_jax.registry.bind_env`` of its config's env and options), bound here if not
+    given.
     """
     from cmrl_jax.results.checkpoint import Checkpointer
     from cmrl_jax.train import make_init, make_runner
@@ -56,7 +58,10 @@ def load_policy(folder: "str | Path | RunLocation", method: str | None = None, s
     cfg, index, program = where.cfg, where.index, where.folder
     if not (program / CHECKPOINTS_DIR).is_dir():
         raise ConfigError(f"{program} has no checkpoints yet")
-    runner = make_runner(cfg)
+    if env is not None and not env.matches(cfg.env, cfg.env_kwargs):
+        raise ValueError(f"the bound env {env.name} {env.options} is not {program}'s "
+                         f"({cfg.env} {cfg.env_kwargs})")
+    runner = make_runner(cfg, env)
     like, _ = jax.eval_shape(make_init(cfg, runner))
     ckpt = Checkpointer(program, read_only=True)
     try:

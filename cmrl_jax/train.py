@@ -20,8 +20,9 @@ from cmrl_jax.agent.policy import make_policy
 from cmrl_jax.config import TrainConfig, get_method
 from cmrl_jax.divergence import sample_derangement
 from cmrl_jax.envspec import resolve_success
-from cmrl_jax.learners import UpdateMetrics, get_learner
-from cmrl_jax.learners.a2c import linear_anneal
+from cmrl_jax.learners import get_learner
+from cmrl_jax.learners.a2c import UpdateMetrics
+from cmrl_jax.learners.common import UpdateInputs, linear_anneal
 from cmrl_jax.parallel import (
     RUNS_AXIS,
     check_config,
@@ -30,7 +31,7 @@ from cmrl_jax.parallel import (
     runs_sharding,
     shard_batch,
 )
-from cmrl_jax.registry import env_spec, make_env
+from cmrl_jax.registry import BoundEnv, bind_env
 from cmrl_jax.rewards import scheme_id
 
 
@@ -41,7 +42,8 @@ class HParams(struct.PyTreeNode):
     lambda_div: jax.Array  # float32
     scheme: jax.Array  # int32, index into rewards.SCHEMES
     seed: jax.Array  # int32, seeds the evaluation keys
-    learner: dict = struct.field(default_factory=dict)  # the learner's traced options, float32
+    # the learner's traced options, float32 (``Learner.traced_values``: PPO's ``PPOTraced``)
+    learner: Any = struct.field(default_factory=dict)
 
 
 class RunnerState(struct.PyTreeNode):
@@ -73,12 +75,13 @@ class Trainer:
     evaluate_heldout: Any = None  # the same on the env's held-out tasks (None: it has none)
 
 
-def make_runner(cfg: TrainConfig, env_kwargs: dict | None = None,
+def make_runner(cfg: TrainConfig, env: BoundEnv | None = None,
                 agent=None) -> MetaEpisodeRunner:
-    """Environment, agent and meta-episode engine of ``cfg`` (``env_kwargs``: other options
-    of its env, e.g. its held-out tasks; ``agent``: an agent to share)."""
-    options = dict(cfg.env_kwargs) if env_kwargs is None else env_kwargs
-    env, env_params = make_env(cfg.env, **options)
+    """Environment, agent and meta-episode engine of ``cfg`` (``env``: its bound env,
+    ``registry.bind_env``, or another variant of it, e.g. its held-out tasks; bound here
+    if not given; ``agent``: an agent to share)."""
+    bound = env if env is not None else bind_env(cfg.env, cfg.env_kwargs)
+    env, env_params = bound.env, bound.params
     policy = make_policy(env.action_space(env_params))  # categorical or tanh-Gaussian head
     space = env.observation_space(env_params)
     encoder = ENCODERS[cfg.encoder].build(tuple(space.shape), getattr(space, "high", None))
@@ -92,18 +95,20 @@ def make_runner(cfg: TrainConfig, env_kwargs: dict | None = None,
         k_explore=cfg.k_explore,
         horizon=cfg.horizon,
         reward_scale=cfg.reward_input_scale,
-        success=resolve_success(env_spec(cfg.env), env, env_params),  # the env's contract
+        success=resolve_success(bound.spec, env, env_params),  # the env's contract
         remat=cfg.remat,
         subepisode_start=cfg.subepisode_start,
     )
 
 
-def make_heldout_runner(cfg: TrainConfig, runner: MetaEpisodeRunner) -> MetaEpisodeRunner | None:
+def make_heldout_runner(cfg: TrainConfig, runner: MetaEpisodeRunner,
+                        env: BoundEnv | None = None) -> MetaEpisodeRunner | None:
     """The engine on the env's held-out tasks (``EnvSpec.heldout``), sharing ``runner``'s
-    agent; None for an env without them."""
-    hook = env_spec(cfg.env).heldout
-    options = hook(dict(cfg.env_kwargs)) if hook is not None else None
-    return None if options is None else make_runner(cfg, options, runner.agent)
+    agent; None for an env without them. ``env``: the program's bound env, whose held-out
+    variant is used (bound here if not given)."""
+    bound = env if env is not None else bind_env(cfg.env, cfg.env_kwargs)
+    held = bound.heldout
+    return None if held is None else make_runner(cfg, held, runner.agent)
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -126,9 +131,9 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
     (``parallel.shard_batch``).
     """
     runner = runner or make_runner(cfg)
-    tx = make_optimizer(cfg)
+    optimizer = make_optimizer(cfg)
     anneal_steps = cfg.entropy_anneal_fraction * cfg.num_updates
-    learn = get_learner(cfg.learner).make_update(runner, cfg, tx, mesh)
+    learn = get_learner(cfg.learner).make_update(runner, cfg, optimizer, mesh)
 
     def update(state: RunnerState, hp: HParams):
         key, k_batch, k_perm = jax.random.split(state.key, 3)
@@ -138,15 +143,15 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
             perms = jax.vmap(lambda k: sample_derangement(k, cfg.k_explore))(
                 jax.random.split(k_perm, cfg.num_derangements)
             )
-        ent_e = linear_anneal(
+        entropy_explore = linear_anneal(
             state.update, cfg.entropy_explore_start, cfg.entropy_explore_end, anneal_steps
         )
-        ent_x = linear_anneal(
+        entropy_exploit = linear_anneal(
             state.update, cfg.entropy_exploit_start, cfg.entropy_exploit_end, anneal_steps
         )
 
-        params, opt_state, metrics = learn(state.params, state.opt_state, hp, k_batch, perms,
-                                           ent_e, ent_x)
+        inputs = UpdateInputs(hp, k_batch, perms, entropy_explore, entropy_exploit)
+        params, opt_state, metrics = learn(state.params, state.opt_state, inputs)
         if guard:  # the finite-value guard (docs/design.md, "Faults"): ~3 reductions
             finite = (jnp.isfinite(metrics.loss) & jnp.isfinite(metrics.grad_norm)
                       & all_finite(params))
@@ -186,14 +191,13 @@ def make_evaluate(cfg: TrainConfig, runner: MetaEpisodeRunner, mesh=None):
 
 def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
     """Return ``init() -> (RunnerState [R], HParams [R])`` for ``cfg.runs``."""
-    tx = make_optimizer(cfg)
+    optimizer = make_optimizer(cfg)
     learner = get_learner(cfg.learner)
-    values = learner.run_values(cfg)
 
     def init_one(seed: int) -> RunnerState:
         k_init, k_train = jax.random.split(jax.random.PRNGKey(seed))
         params = runner.agent.init(k_init, runner.input_dim)
-        return RunnerState(params, tx.init(params), k_train, jnp.zeros((), jnp.int32))
+        return RunnerState(params, optimizer.init(params), k_train, jnp.zeros((), jnp.int32))
 
     def init():
         states = [init_one(r.seed) for r in cfg.runs]
@@ -203,24 +207,26 @@ def make_init(cfg: TrainConfig, runner: MetaEpisodeRunner):
             lambda_div=jnp.array([r.lambda_div for r in cfg.runs], jnp.float32),
             scheme=jnp.array([scheme_id(get_method(r.method).scheme) for r in cfg.runs], jnp.int32),
             seed=jnp.array([r.seed for r in cfg.runs], jnp.int32),
-            learner={k: jnp.array([v[k] for v in values], jnp.float32) for k in learner.traced()},
+            learner=learner.traced_values(cfg),
         )
         return state, hp
 
     return init
 
 
-def make_trainer(cfg: TrainConfig, mesh=None) -> Trainer:
+def make_trainer(cfg: TrainConfig, mesh=None, env: BoundEnv | None = None) -> Trainer:
     """Validate ``cfg`` and build its jitted init / train_chunk / evaluate.
 
     ``mesh`` (``parallel.device_mesh``): split runs and each update's batch over
     its devices; states then live sharded along ``runs`` and metrics come back
-    replicated (every process can read them).
+    replicated (every process can read them). ``env``: ``cfg``'s bound env
+    (``registry.bind_env``; bound here if not given); a config it already validated
+    (``TrainConfig.validated``) is not validated again.
     """
-    cfg.validate()
+    env = cfg.validated(env)
     check_config(mesh, cfg)
-    runner = make_runner(cfg)
-    heldout = make_heldout_runner(cfg, runner)
+    runner = make_runner(cfg, env)
+    heldout = make_heldout_runner(cfg, runner, env)
     init = make_init(cfg, runner)
     train, evaluate = make_train(cfg, runner, mesh), make_evaluate(cfg, runner, mesh)
     held = None if heldout is None else make_evaluate(cfg, heldout, mesh)

@@ -62,10 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
                          args.learning_rate, env=args.env)
         out = local_path(args.out or f"docs/figures/{safe_name(where.cfg.env)}_episode.png")
         check_writable(out, is_file=True)  # before the sampling, not after
-        from cmrl_jax.registry import renderer_of  # gymnax starts JAX's backend
-        strip = renderer_of(where.cfg.env, "strip", "the meta-episode strip")
+        from cmrl_jax.registry import bind_env, renderer_of  # gymnax starts JAX's backend
+        spec = env_spec(where.cfg.env)  # the run's env, resolved once
+        strip = renderer_of(where.cfg.env, "strip", "the meta-episode strip", spec)
+        bound = bind_env(where.cfg.env, where.cfg.env_kwargs, spec)  # built once
         from cmrl_jax.saved import load_policy
-        policy = load_policy(where)
+        policy = load_policy(where, env=bound)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

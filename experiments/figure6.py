@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -71,13 +72,14 @@ class Figure6Args:
     """show progress bars"""
 
 
-def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
-    """Check every argument, locate both runs and the env's heatmap hook (reads config
-    files and traces one env step; nothing is restored or sampled)."""
+def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap, Any]:
+    """Check every argument, locate both runs, bind their env once (``registry.bind_env``)
+    and find its heatmap hook (reads config files and traces one env step; nothing is
+    restored or sampled)."""
     from cmrl_jax.envspec import reports_goals
-    from cmrl_jax.registry import env_spec, make_env
+    from cmrl_jax.registry import bind_env, env_spec
 
-    env_spec(args.env)  # unknown env: one line
+    spec = env_spec(args.env)  # unknown env: one line
     if args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if args.chunk < 1:
@@ -92,11 +94,12 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap]:
         raise ConfigError(f"{args.baseline} and {args.cmrl_method} ran on different "
                           f"environments ({base.cfg.env_kwargs} vs {cmrl.cfg.env_kwargs})")
     from cmrl_jax.registry import renderer_of  # gymnax starts JAX's backend
-    heatmap = renderer_of(args.env, "heatmap", "Figure 6")
-    if not reports_goals(*make_env(args.env, **dict(cmrl.cfg.env_kwargs))):
+    heatmap = renderer_of(args.env, "heatmap", "Figure 6", spec)
+    bound = bind_env(args.env, cmrl.cfg.env_kwargs, spec)  # both runs' env, built once
+    if not reports_goals(bound.env, bound.params):
         raise ConfigError(f"env {args.env} reports no goals (info[\"goal\"]): "
                           "Figure 6 counts the goals entered while exploring")
-    return base, cmrl, heatmap
+    return base, cmrl, heatmap, bound
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -111,10 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         png = local_path(args.out or f"docs/figures/figure6_{safe_name(args.env)}.png")
         check_writable(png, is_file=True)  # before the sampling, not after
-        base, cmrl, heatmap = _validate(args)
+        base, cmrl, heatmap, bound = _validate(args)
         where = {"baseline": base, "cmrl": cmrl}
         from cmrl_jax.saved import load_policy
-        runs = {side: load_policy(w) for side, w in where.items()}
+        runs = {side: load_policy(w, env=bound) for side, w in where.items()}
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None

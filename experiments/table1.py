@@ -20,8 +20,8 @@ PAPER = {
 }
 
 
-def oracle_line() -> str:
-    """The oracle bound under the table."""
+def oracle_line(env=None) -> str:
+    """The oracle bound under the table (``env``: the table's bound env, unused)."""
     from cmrl_jax_envs.monty_hall import oracle_success  # gymnax: after --distributed joins
 
     return (

@@ -35,12 +35,14 @@ PAPER = {
 }
 
 
-def oracle_rows() -> str:
-    """The oracle bounds of the environment, as lines under the table."""
-    from cmrl_jax.registry import make_env
+def oracle_rows(bound=None) -> str:
+    """The oracle bounds of the environment, as lines under the table (``bound``: the
+    table's bound env, ``cmrl_jax.registry.bind_env``; bound here if not given)."""
+    from cmrl_jax.registry import bind_env
     from cmrl_jax_envs.color_choice_oracle import oracle_success_rate
 
-    env, params = make_env("color_choice", **dict(SPEC.base.env_kwargs))
+    bound = bound or bind_env("color_choice", SPEC.base.env_kwargs)
+    env, params = bound.env, bound.params
     rates = oracle_success_rate(env, params, ORACLE_TASKS, k_explore=3, seed=0)
     return (
         f"Oracle ({ORACLE_TASKS} sampled tasks): an agent told the positive goal enters it "

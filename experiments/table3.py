@@ -34,12 +34,15 @@ PAPER = {
 }
 
 
-def oracle_rows() -> str:
-    """The scripted controller's reach rate and the chance level, as lines under the table."""
-    from cmrl_jax.registry import make_env
+def oracle_rows(bound=None) -> str:
+    """The scripted controller's reach rate and the chance level, as lines under the table
+    (``bound``: the table's bound env, ``cmrl_jax.registry.bind_env``; bound here if not
+    given)."""
+    from cmrl_jax.registry import bind_env
     from cmrl_jax_envs.reacher_oracle import oracle_success_rate, random_success_rate
 
-    env, params = make_env("reacher", num_goals=NUM_TARGETS, distance_threshold=REACH_THRESHOLD)
+    bound = bound or bind_env("reacher", SPEC.base.env_kwargs)
+    env, params = bound.env, bound.params
     reach = oracle_success_rate(env, params, ORACLE_TASKS, seed=0)
     rand = random_success_rate(env, params, ORACLE_TASKS, seed=0)
     return (

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.testing import assert_allclose
 
-from cmrl_jax.learners.a2c import A2CTerms, a2c_terms, discounted_returns, linear_anneal
+from cmrl_jax.learners.a2c import A2CTerms, a2c_terms, discounted_returns
+from cmrl_jax.learners.common import linear_anneal
 
 GAMMA = 0.9
 LN2 = float(np.log(2.0))

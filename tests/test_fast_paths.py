@@ -21,7 +21,8 @@ from cmrl_jax.agent.networks import ARCHITECTURES, make_agent
 from cmrl_jax.commands.tables import TableArgs, make_plan
 from cmrl_jax.config import get_method
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.learners.loss import meta_episode_loss
+from cmrl_jax.learners.a2c import meta_episode_loss
+from cmrl_jax.learners.common import LossInputs
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_runner
 from cmrl_jax_envs.color_choice import ColorChoice, EnvState, grid_params
@@ -153,9 +154,9 @@ def test_table2_program_same_actions_loss_and_gradients(program):
         out = []
         for runner in (fast, full):
             def batch_loss(p, runner=runner):
-                loss, info = jax.vmap(lambda k: meta_episode_loss(
-                    runner, cfg, p, k, perms, scheme, jnp.float32(run.lambda_div),
-                    jnp.float32(0.05), jnp.float32(0.05)))(keys)
+                loss, info = jax.vmap(lambda k: meta_episode_loss(runner, cfg, p, k, LossInputs(
+                    perms, scheme, jnp.float32(run.lambda_div), jnp.float32(0.05),
+                    jnp.float32(0.05))))(keys)
                 return jnp.mean(loss), info
             (loss, info), grads = jax.value_and_grad(batch_loss, has_aux=True)(params)
             eps = jax.vmap(lambda k, runner=runner: runner.run(params, k))(keys)

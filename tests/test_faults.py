@@ -258,8 +258,8 @@ def test_nonfinite_evaluation_stops_like_a_training_fault(tmp_path, monkeypatch)
     real = loop.make_trainer
     calls = []
 
-    def poisoned(cfg, mesh=None):
-        trainer = real(cfg, mesh)
+    def poisoned(cfg, mesh=None, env=None):
+        trainer = real(cfg, mesh, env)
 
         def evaluate(state, hp):
             stats = trainer.evaluate(state, hp)

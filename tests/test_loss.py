@@ -7,7 +7,8 @@ import pytest
 
 from cmrl_jax.agent.engine import MetaEpisode, Transition
 from cmrl_jax.config import RunSpec, TrainConfig
-from cmrl_jax.learners.loss import meta_episode_loss, meta_episode_returns, training_rewards
+from cmrl_jax.learners.a2c import meta_episode_loss, meta_episode_returns
+from cmrl_jax.learners.common import LossInputs, training_rewards
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_runner
 
@@ -66,9 +67,8 @@ def test_divergence_positive_with_gradient_at_init(arch, divergence):
     perms = jnp.array([[1, 2, 3, 4, 0]], jnp.int32)
 
     def l_div(p):
-        loss0, info = meta_episode_loss(runner, cfg, p, jax.random.PRNGKey(1), perms,
-                                        jnp.int32(3), jnp.float32(0.0), jnp.float32(0.01),
-                                        jnp.float32(0.1))
+        loss0, info = meta_episode_loss(runner, cfg, p, jax.random.PRNGKey(1), LossInputs(
+            perms, jnp.int32(3), jnp.float32(0.0), jnp.float32(0.01), jnp.float32(0.1)))
         return info.divergence
 
     value, grad = jax.value_and_grad(l_div)(params)
@@ -83,9 +83,11 @@ def test_lambda_div_enters_the_loss():
     runner = make_runner(cfg)
     params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
     perms = jnp.array([[2, 0, 1]], jnp.int32)
-    args = (jax.random.PRNGKey(1), perms, jnp.int32(3))
+    key = jax.random.PRNGKey(1)
     ent = (jnp.float32(0.01), jnp.float32(0.1))
-    l0, info = meta_episode_loss(runner, cfg, params, *args, jnp.float32(0.0), *ent)
-    l2, _ = meta_episode_loss(runner, cfg, params, *args, jnp.float32(2.0), *ent)
+    l0, info = meta_episode_loss(runner, cfg, params, key,
+                                 LossInputs(perms, jnp.int32(3), jnp.float32(0.0), *ent))
+    l2, _ = meta_episode_loss(runner, cfg, params, key,
+                              LossInputs(perms, jnp.int32(3), jnp.float32(2.0), *ent))
     np.testing.assert_allclose(l0, info.a2c, rtol=1e-6)
     np.testing.assert_allclose(l2, info.a2c - 2.0 * info.divergence, rtol=1e-5)

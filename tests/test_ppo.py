@@ -11,10 +11,11 @@ import pytest
 from cmrl_jax.agent.engine import MetaEpisode, MetaEpisodeRunner, Transition
 from cmrl_jax.agent.networks import make_agent
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.learners import LEARNERS, PPOMetrics, get_learner
-from cmrl_jax.learners.a2c import discounted_returns
-from cmrl_jax.learners.loss import meta_episode_advantages, meta_episode_returns, training_rewards
+from cmrl_jax.learners import LEARNERS, get_learner
+from cmrl_jax.learners.a2c import discounted_returns, meta_episode_returns
+from cmrl_jax.learners.common import training_rewards
 from cmrl_jax.learners.ppo.maths import gae, normalize, ppo_terms
+from cmrl_jax.learners.ppo.update import PPOMetrics, meta_episode_advantages
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_trainer
 from cmrl_jax_envs.color_choice import ColorChoice, grid_params
@@ -217,8 +218,8 @@ def test_traced_options_share_one_program(tiny_chunk):
     ``TINY`` (same seed) start equal, their clip values reach the program, and they part."""
     trainer, hp, (state, metrics) = tiny_chunk
     assert isinstance(metrics, PPOMetrics)
-    np.testing.assert_allclose(hp.learner["clip"], [0.2, 0.05])
-    np.testing.assert_allclose(hp.learner["gae_lambda"], [0.95, 0.95])
+    np.testing.assert_allclose(hp.learner.clip, [0.2, 0.05])
+    np.testing.assert_allclose(hp.learner.gae_lambda, [0.95, 0.95])
     assert np.all(np.asarray(metrics.finite))
     first, second = (jax.tree.map(lambda a, i=i: a[i], state.params) for i in (0, 1))
     assert any(float(jnp.max(jnp.abs(a - b))) > 0

@@ -10,7 +10,9 @@ import pytest
 
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
 from cmrl_jax.divergence import sample_derangement
-from cmrl_jax.learners.loss import collect, meta_episode_loss, ppo_meta_episode_loss
+from cmrl_jax.learners.a2c import meta_episode_loss
+from cmrl_jax.learners.common import LossInputs
+from cmrl_jax.learners.ppo.update import PPOTraced, collect, ppo_meta_episode_loss
 from cmrl_jax.rewards import scheme_id
 from cmrl_jax.train import make_runner
 
@@ -26,14 +28,15 @@ def _losses(cfg: TrainConfig, params, keys, perms):
     ent = jnp.float32(0.05)
     batch = jax.vmap(lambda k: collect(make_runner(CFG), CFG, params, k, scheme, 0.95))(keys)
 
+    inputs = LossInputs(perms, scheme, lam, ent, ent, PPOTraced(0.2, 0.95, 0.0))
+
     def a2c(p):
         return jnp.mean(jax.vmap(lambda k: meta_episode_loss(
-            runner, cfg, p, k, perms, scheme, lam, ent, ent)[0])(keys))
+            runner, cfg, p, k, inputs)[0])(keys))
 
     def ppo(p):
         return jnp.mean(jax.vmap(lambda c: ppo_meta_episode_loss(
-            runner, cfg, p, c, (c.advantage_explore, c.advantage_exploit), perms, lam, ent,
-            ent, 0.2, 0.0)[0])(batch))
+            runner, cfg, p, c, inputs)[0])(batch))
 
     return a2c, ppo, batch
 

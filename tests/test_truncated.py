@@ -12,7 +12,7 @@ import pytest
 from cmrl_jax.agent.engine import MetaEpisodeRunner
 from cmrl_jax.agent.networks import make_agent
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax.learners import PPOMetrics
+from cmrl_jax.learners.ppo.update import PPOMetrics
 from cmrl_jax.train import make_trainer
 from tests.probe_envs import Corridor
 

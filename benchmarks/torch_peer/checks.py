@@ -83,12 +83,13 @@ def ours_random_policy_success(pc: PeerConfig, episodes: int = 20000, seed: int 
 
 def check_returns(pc: PeerConfig) -> dict:
     """Returns of a hand-made meta-episode (H = 2, masked slots, both methods): ours
-    (``loss.training_rewards`` + ``loss.meta_episode_returns``), the numpy reference
+    (``common.training_rewards`` + ``a2c.meta_episode_returns``), the numpy reference
     and (if torch is installed) the torch peer's. -> the arrays per method."""
     import jax.numpy as jnp
 
     from cmrl_jax.agent.engine import MetaEpisode, Transition
-    from cmrl_jax.learners.loss import meta_episode_returns, training_rewards
+    from cmrl_jax.learners.a2c import meta_episode_returns
+    from cmrl_jax.learners.common import training_rewards
     from cmrl_jax.rewards import scheme_id
 
     k, hz = 3, 2
@@ -160,7 +161,7 @@ def check_network(pc: PeerConfig, steps: int = 6, seed: int = 0) -> float:
 
 def check_update(pc: PeerConfig, batch: int = 4, seed: int = 0) -> dict:
     """One RL2 and one ERL2 run, both ways on the same meta-episodes: our
-    ``loss.meta_episode_loss`` (batch mean) and its ``jax.grad``, against the peer's
+    ``a2c.meta_episode_loss`` (batch mean) and its ``jax.grad``, against the peer's
     ``update_loss`` with our parameters, our tasks (gold doors) and our sampled actions
     forced. -> max |difference| of the losses and of the gradients (every parameter)."""
     import jax
@@ -174,11 +175,12 @@ def check_update(pc: PeerConfig, batch: int = 4, seed: int = 0) -> dict:
     ent_e, ent_x = 0.7, 0.3
     keys = jax.random.split(jax.random.PRNGKey(seed), batch)
     perms = jnp.zeros((cfg.num_derangements, cfg.k_explore), jnp.int32)
-    from cmrl_jax.learners.loss import meta_episode_loss
+    from cmrl_jax.learners.a2c import meta_episode_loss
+    from cmrl_jax.learners.common import LossInputs
 
     def batch_loss(params, scheme):
-        loss, _ = jax.vmap(lambda key: meta_episode_loss(
-            runner, cfg, params, key, perms, scheme, 0.0, ent_e, ent_x))(keys)
+        inputs = LossInputs(perms, scheme, 0.0, ent_e, ent_x)
+        loss, _ = jax.vmap(lambda key: meta_episode_loss(runner, cfg, params, key, inputs))(keys)
         return jnp.mean(loss)
 
     loss_and_grad = jax.jit(jax.value_and_grad(batch_loss))

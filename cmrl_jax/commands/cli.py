@@ -82,13 +82,29 @@ def parse_cli(cls: type, argv: list[str] | None, description: str) -> Any:
         if not e.code:  # --help
             sys.stderr.write(captured.getvalue())
             raise
-        # tyro draws a box (unicode or ASCII): keep its message line, the one with ": "
+        # tyro draws a box (unicode or ASCII): keep its message, the first paragraph under
+        # its title, wrapped lines joined; else the line with ": "
         lines = [line.strip(" │╭╮╰╯─┃━┏┓┗┛|+-") for line in captured.getvalue().splitlines()]
+        paragraph = _first_paragraph(lines)
         lines = [line for line in lines if line and "--help" not in line]
-        message = next((line for line in lines if ": " in line),
-                       lines[0] if lines else "bad command line")
+        message = paragraph or next((line for line in lines if ": " in line),
+                                    lines[0] if lines else "bad command line")
         print(f"error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def _first_paragraph(lines: list[str]) -> str:
+    """The first run of non-empty lines after the first non-empty one (a box's title; empty
+    lines are rules or blanks), joined; empty if that is not a message (none, or help)."""
+    start = next((i for i, line in enumerate(lines) if line), len(lines)) + 1
+    paragraph = []
+    for line in lines[start:]:
+        if line:
+            paragraph.append(line)
+        elif paragraph:
+            break
+    text = " ".join(paragraph)
+    return "" if "--help" in text else text
 
 
 def typed_value(flag: str, key: str, text: str, default: Any) -> Any:

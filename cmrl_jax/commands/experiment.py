@@ -107,7 +107,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
         from cmrl_jax.loop import check_resumable
 
         for name, cfg in plan.programs:  # refused now, a refusal prints and changes nothing
-            check_resumable(cfg, plan.folder / name)
+            check_resumable(cfg, plan.folder / name, plan.env)
         runtime.barrier("claimed")  # every process read the folder before process 0 writes
     except ConfigError as e:
         folder_lock.close()
@@ -154,7 +154,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     sinks = factories(plan.sinks)
     futures = [
         pool.submit(run_training, cfg, plan.folder / name, label=name,
-                    progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks)
+                    progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks,
+                    env=plan.env)  # validated by the plan: not again
         for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
     ]
     rows = _wait_for(futures, folder=plan.folder)
@@ -182,13 +183,13 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     result = {"methods": ours, "sweep": sweep_report}
     if not main:  # process 0 writes the table, the figure and the report
         return result
-    reference = baseline(first)  # under every table: what success means, acting blindly
+    reference = baseline(first, plan.env)  # under every table: what success means, acting blindly
     table += "\n" + reference.lines() + "\n"
     if changed:
         table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
                   "table's setting only.\n")
     elif spec.oracle is not None:
-        table += "\n" + spec.oracle() + "\n"
+        table += "\n" + spec.oracle(plan.env) + "\n"
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),

@@ -22,11 +22,18 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmrl_jax.agent.networks import ARCHITECTURES
 from cmrl_jax.commands.cli import EXIT_USAGE, parse_assignments, parse_cli
 from cmrl_jax.commands.experiment import run_table
-from cmrl_jax.commands.tables import PAPER_METHODS, Row, TableArgs, TableSpec, override_config
-from cmrl_jax.config import METHODS, ConfigError, TrainConfig
+from cmrl_jax.commands.tables import (
+    PAPER_METHODS,
+    TRAIN_DEFAULT,
+    Row,
+    TableArgs,
+    TableSpec,
+    resolve_options,
+    typed_flag,
+)
+from cmrl_jax.config import ARCHITECTURES, METHODS, ConfigError, TrainConfig
 
 DEFAULT_UPDATES = 2000
 THRESHOLDS = (0.25, 0.5, 0.75, 0.95)
@@ -54,42 +61,61 @@ class TrainArgs(TableArgs):
     """learning rates tried by --sweep"""
 
 
-def parse_env_options(name: str, items: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """``--env-option`` KEY=VALUE strings -> (key, value) pairs typed by the option's default."""
+def parse_env_options(name: str, items: tuple[str, ...],
+                      spec=None) -> tuple[tuple[str, Any], ...]:
+    """``--env-option`` KEY=VALUE strings -> (key, value) pairs typed by the option's default
+    (``spec``: the env's, already resolved)."""
     from cmrl_jax.registry import env_options
 
-    known = env_options(name)
+    known = env_options(name, spec)
     listed = ", ".join(sorted(known)) or "none"
     return parse_assignments("--env-option", items, known,
                              lambda key: f"env {name} has no option {key!r}; its options: {listed}")
 
 
-_STARTS = {"entropy_explore_start", "entropy_exploit_start"}
+_STARTS = ("entropy_explore_start", "entropy_exploit_start")
+ENV_SPEC = "env spec"
+CONTINUOUS_DEFAULT = "the continuous-action default"
+_SAID = {ENV_SPEC: "the env's spec", TRAIN_DEFAULT: "the discrete-action default"}
 
 
-def _entropy_line(spec, env, params, base: TrainConfig, extra: tuple[str, ...] = ()) -> str:
-    """Which entropy-bonus starts this table used, and where they came from (``extra``:
-    the command's ``--extra`` overrides, which win)."""
-    base, overridden = override_config(base, extra)
-    set_by_env = {k for k, _ in spec.config} & _STARTS
-    source = ("--extra" if overridden & _STARTS else "the env's spec" if set_by_env
-              else "the continuous-action default" if entropy_defaults(env.action_space(params))
-              else "the discrete-action default")
-    return (f"Entropy bonus starts: explore {base.entropy_explore_start:g}, exploit "
-            f"{base.entropy_exploit_start:g} ({source}; --extra entropy_explore_start=...).")
+def base_sources(spec, space) -> dict[str, str]:
+    """Where the env spec's TrainConfig defaults came from (``TableSpec.sources``): the
+    entropy starts of a continuous action (``entropy_defaults``), the spec's ``config``."""
+    return ({k: CONTINUOUS_DEFAULT for k in entropy_defaults(space)}
+            | {k: ENV_SPEC for k, _ in spec.config})
 
 
-def _reference_lines(spec, env_name: str, env_kwargs, k: int, h: int, base: TrainConfig,
-                     extra: tuple[str, ...] = ()):
-    """() -> the lines under the table after success and the neutral policy (which every
-    table prints): the entropy bonus used, chance and oracle where the env has them."""
+def _entropy_line(spec, env, params, base: TrainConfig, extra: tuple[str, ...] = (),
+                  args: TableArgs | None = None) -> str:
+    """Which entropy-bonus starts this table used, and where they came from
+    (``resolve_options``; ``args``: the command's, whose --train.* and --extra win; without
+    it, ``extra``: --extra overrides)."""
+    args = args if args is not None else TableArgs(extra=tuple(extra))
+    table = TableSpec(name="", title="", cmrl_architecture="central_lstm", base=base, rows=(),
+                      learning_rates={}, lambda_div=0.0, sweep_grid=(), thresholds=(),
+                      paper={}, num_goals=None, origin=ENV_SPEC,
+                      sources=base_sources(spec, env.action_space(params)))
+    cfg, sources = resolve_options(table, args)
+    said = [sources[k] for k in _STARTS]
+    said = [s for s in said if s.startswith("--")] or said  # the command line's, if any
+    source = " and ".join(dict.fromkeys(_SAID.get(s, s) for s in said))
+    return (f"Entropy bonus starts: explore {cfg.entropy_explore_start:g}, exploit "
+            f"{cfg.entropy_exploit_start:g} ({source}; {typed_flag('train', _STARTS[0])} / "
+            f"{typed_flag('train', _STARTS[1])} set them).")
 
-    def lines() -> str:
+
+def _reference_lines(bound, k: int, h: int, base: TrainConfig, args: TableArgs):
+    """(bound env) -> the lines under the table after success and the neutral policy (which
+    every table prints): the entropy bonus used, chance and oracle where the env has them.
+    ``bound``: the env this command bound (used when the table passes none)."""
+
+    def lines(env=None) -> str:
         from cmrl_jax.envspec import percent
-        from cmrl_jax.registry import make_env
 
-        env, params = make_env(env_name, **dict(env_kwargs))
-        out = [_entropy_line(spec, env, params, base, extra)]
+        used = env if env is not None else bound
+        spec, env, params = used.spec, used.env, used.params
+        out = [_entropy_line(spec, env, params, base, args=args)]
         if spec.chance is not None:
             out.append(f"Chance ({spec.chance_text}): {percent(spec.chance(env, params, k, h))}.")
         if spec.oracle is not None:
@@ -157,17 +183,18 @@ def probe_env(name: str, env, params) -> None:
 def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     """The ``TableSpec`` of this invocation (no paper rows) and the args to plan it with."""
     from cmrl_jax.agent.policy import make_policy
-    from cmrl_jax.registry import env_spec, make_env
+    from cmrl_jax.registry import bind_env, env_spec
 
     name = args.env  # module:name is kept: a later process re-imports the module
-    spec = env_spec(name)
-    env_kwargs = parse_env_options(name, args.env_option)
+    spec = env_spec(name)  # the name, resolved once for every program of this command
+    env_kwargs = parse_env_options(name, args.env_option, spec)
     try:
-        env, params = make_env(name, **dict(env_kwargs))
+        bound = bind_env(name, env_kwargs, spec)  # built once: the plan and programs reuse it
     except ConfigError:
         raise
     except Exception as e:  # the env's own refusal of an option value, whatever it raises
         raise ConfigError(f"env {name} refused its options: {_one_line(e)}") from None
+    env, params = bound.env, bound.params
     check_env_methods(name, env)
     try:
         space = env.action_space(params)
@@ -190,6 +217,12 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     unknown = set(config) - fields
     if unknown:
         raise ConfigError(f"env {name}: unknown TrainConfig defaults {sorted(unknown)}")
+    sources = base_sources(spec, space) | {"env": "--env", "num_updates": "the command's default",
+                                           "learning_rate": ENV_SPEC}
+    given = {"env_kwargs": args.env_option, "k_explore": args.k_explore,
+             "horizon": args.horizon, "hidden": args.hidden}
+    sources |= {k: "--" + ("env_option" if k == "env_kwargs" else k).replace("_", "-")
+                for k, v in given.items() if v not in (None, ())}
     base = TrainConfig(env=name, env_kwargs=env_kwargs, k_explore=k, horizon=h,
                        num_updates=DEFAULT_UPDATES, **config)
     from cmrl_jax.envspec import reports_goals
@@ -208,9 +241,12 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
         thresholds=THRESHOLDS,
         paper={},
         num_goals=spec.goals_axis(env) if goals else None,
-        oracle=_reference_lines(spec, name, env_kwargs, k, h, base, tuple(args.extra)),
+        oracle=_reference_lines(bound, k, h, base, args),
         hidden=args.hidden,
         visited_goals=goals,
+        env=bound,
+        sources=sources,
+        origin=ENV_SPEC,
     )
     if args.methods is None:
         args = dataclasses.replace(args, methods=PAPER_METHODS)

@@ -9,23 +9,27 @@ has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``
 """
 
 import dataclasses
-import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import tyro
 
 from cmrl_jax.commands.cli import parse_assignments
 from cmrl_jax.config import (
+    DIVERGENCES,
+    ENCODERS,
+    REMAT,
     ConfigError,
     RunSpec,
     TrainConfig,
     check_number,
+    get_learner,
     get_method,
     without_added_later,
 )
-from cmrl_jax.learners import get_learner
 from cmrl_jax.reporting.metrics import curves, summarize
 from cmrl_jax.results.folder import EvalRow
 from cmrl_jax.results.sinks import parse_sinks
@@ -59,13 +63,21 @@ class TableSpec:
     thresholds: tuple[float, ...]
     paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
     num_goals: int | None
-    oracle: Any = None  # optional () -> markdown text appended under the table
+    oracle: Any = None  # optional (bound env) -> markdown text appended under the table
     hidden: int | None = None  # LSTM size of every program (None: the method's)
     visited_goals: bool = True  # the env reports goals (False: the metric is omitted)
     # What a plug-in choice changes in this table's recipe, by learner or cell name (e.g.
     # {"ppo": Recipe(learning_rate=1e-3), "gru": Recipe(hidden=32)}), measured for it
-    # (docs/results.md); the command's own --learning-rate / --extra hidden=N win.
+    # (docs/results.md); the command's own --learning-rate / --train.hidden N win.
     recipes: dict[str, "Recipe"] = field(default_factory=dict)
+    # ``base``'s env already bound (``cmrl_jax.registry.bind_env``; the generic command's,
+    # which checked it): the plan uses it rather than resolving the name again.
+    env: Any = None
+    # Where ``base``'s values came from, by field, where the spec knows better than
+    # ``origin`` (the generic command's: {"k_explore": "--k-explore", "gamma": "env spec"});
+    # ``resolve_options`` reports them.
+    sources: dict[str, str] = field(default_factory=dict)
+    origin: str = "table spec"  # the source of ``base``'s other values off TrainConfig's
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,106 @@ class Recipe:
 
     learning_rate: float | None = None  # every row's
     hidden: int | None = None  # every program's memory size
+
+
+_TRAIN_DEFAULTS = TrainConfig()
+
+
+def _unset(kind: type, metavar: str, hint: str) -> Any:
+    """An optional typed option: None means "not set" (``hint`` says what applies then)."""
+    return Annotated[kind | None, tyro.conf.arg(metavar=metavar, help_behavior_hint=hint)]
+
+
+def _train(kind: type, name: str, metavar: str | None = None) -> Any:
+    default = getattr(_TRAIN_DEFAULTS, name)
+    return _unset(kind, metavar or kind.__name__.upper(),
+                  f"(default: the table's, else {default})")
+
+
+def _ppo(kind: type, name: str, metavar: str | None = None) -> Any:
+    return _unset(kind, metavar or kind.__name__.upper(),
+                  f"(default: {get_learner('ppo').options[name].default})")
+
+
+def _choices(names) -> str:
+    return "{" + ",".join(names) + "}"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """TrainConfig fields; each unset is the table's recipe's, else the table's (an env's
+    spec's), else TrainConfig's; --extra KEY=VALUE sets the others"""
+
+    entropy_explore_start: _train(float, "entropy_explore_start") = None
+    """entropy bonus of explore decisions at the start (annealed to its end)"""
+    entropy_explore_end: _train(float, "entropy_explore_end") = None
+    """entropy bonus of explore decisions after the anneal"""
+    entropy_exploit_start: _train(float, "entropy_exploit_start") = None
+    """entropy bonus of exploit decisions at the start (annealed to its end)"""
+    entropy_exploit_end: _train(float, "entropy_exploit_end") = None
+    """entropy bonus of exploit decisions after the anneal"""
+    entropy_anneal_fraction: _train(float, "entropy_anneal_fraction") = None
+    """fraction of training over which the entropy bonuses anneal, in [0, 1]"""
+    gamma: _train(float, "gamma") = None
+    """discount factor, in [0, 1]"""
+    value_coef: _train(float, "value_coef") = None
+    """weight of the value loss"""
+    max_grad_norm: _train(float, "max_grad_norm") = None
+    """gradient clipping: largest global norm of an update's gradient"""
+    reward_input_scale: _train(float, "reward_input_scale") = None
+    """the previous reward is fed to the memory multiplied by this"""
+    hidden: _unset(int, "INT", "(default: the recipe's, the table's, else the method's: "
+                               "32 sequential, 16 CMRL)") = None
+    """memory (LSTM / GRU) size of every program"""
+    eval_batches: _train(int, "eval_batches") = None
+    """batches of meta-episodes per evaluation"""
+    eval_batch_size: _train(int, "eval_batch_size") = None
+    """meta-episodes per evaluation batch"""
+    eval_greedy: _train(bool, "eval_greedy", "{True,False}") = None
+    """evaluate the greedy policy rather than sampling it"""
+    remat: _train(str, "remat", _choices(REMAT)) = None
+    """rematerialise differentiated steps (memory for compute): none, step or segments"""
+    encoder: _train(str, "encoder", _choices(ENCODERS)) = None
+    """what the memory cells read of an observation: flat, or grid (symbolic grid ids)"""
+    divergence: _train(str, "divergence", _choices(DIVERGENCES)) = None
+    """divergence of the CMRL divergence loss: js (Jensen-Shannon) or skl (symmetric KL)"""
+    num_derangements: _train(int, "num_derangements") = None
+    """derangements of the explore rollouts per update in the divergence loss"""
+
+
+@dataclass(frozen=True)
+class PPOOptions:
+    """options of --learner ppo; each unset is PPO's default (--learner-option KEY=VALUE
+    sets a plug-in learner's)"""
+
+    epochs: _ppo(int, "epochs") = None
+    """passes over the batch per update"""
+    minibatches: _ppo(int, "minibatches") = None
+    """minibatches of meta-episodes per pass (must divide the batch)"""
+    clip: _ppo(float, "clip") = None
+    """epsilon of the clipped surrogate (> 0)"""
+    gae_lambda: _ppo(float, "gae_lambda") = None
+    """GAE lambda, in [0, 1]"""
+    value_clip: _ppo(float, "value_clip") = None
+    """clip the value's step to +-value_clip (0: off)"""
+    normalize_advantages: _ppo(bool, "normalize_advantages", "{True,False}") = None
+    """advantages to mean 0, std 1 per minibatch"""
+    window: _ppo(int, "window") = None
+    """decision slots per truncated-backpropagation window (0: whole meta-episodes)"""
+
+
+OPTION_GROUPS = {"train": TrainOptions, "ppo": PPOOptions}
+"""The typed option groups of ``TableArgs``: ``--train.<field>``, ``--ppo.<option>``."""
+
+
+def typed_flag(group: str, name: str) -> str:
+    """A typed option's flag as ``--help`` shows it, e.g. ``--train.entropy-explore-start``."""
+    return f"--{group}.{name.replace('_', '-')}"
+
+
+def given(options) -> dict[str, Any]:
+    """The options of a typed group that are set (not None)."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -111,8 +223,8 @@ class TableArgs:
     distributed: bool = False
     """join a multi-host cluster with jax.distributed (TPU pod, SLURM, or JAX_COORDINATOR_*)"""
     extra: tuple[str, ...] = field(default_factory=tuple)
-    """advanced TrainConfig overrides as KEY=VALUE (e.g. entropy_explore_start=0.02; hidden=N
-    sets the memory size of every program)"""
+    """any TrainConfig field as KEY=VALUE (e.g. k_explore=5; the --train.* options are the
+    typed ones: one key may not be set by both)"""
     cell: str = "lstm"
     """memory cell of every program's topology: lstm or gru (cmrl_jax.agent.cells)"""
     subepisode_start: str = "same"
@@ -121,19 +233,26 @@ class TableArgs:
     learner: str = "a2c"
     """what turns meta-episodes into updates: a2c or ppo (cmrl_jax.learners)"""
     learner_option: tuple[str, ...] = field(default_factory=tuple)
-    """the learner's options as KEY=VALUE (ppo: epochs, minibatches, clip, gae_lambda,
-    value_clip, normalize_advantages)"""
+    """the learner's options as KEY=VALUE (a plug-in learner's; ppo's are the typed --ppo.*
+    options: one key may not be set by both)"""
     log: tuple[str, ...] = field(default_factory=tuple)
     """output sinks besides eval.jsonl, e.g. --log tensorboard,wandb (each needs its extra:
     pip install 'cmrl-jax[tensorboard]'); a resumed folder may add or drop them"""
+    train: TrainOptions = TrainOptions()
+    """TrainConfig fields; each unset is the table's recipe's, else the table's (an env's
+    spec's), else TrainConfig's; --extra KEY=VALUE sets the others"""
+    ppo: PPOOptions = PPOOptions()
+    """options of --learner ppo; each unset is PPO's default (--learner-option KEY=VALUE
+    sets a plug-in learner's)"""
 
 
 # How a run is carried out, not what it computes: not part of a results folder's identity.
 RUNTIME_OPTIONS = ("out", "progress", "jobs", "devices", "runs_devices", "distributed", "log")
 # Options newer than the first results folders, with the value they had: recorded only when
 # they differ from it, so those folders still resume.
+# The typed groups are recorded as the options set in them ({} when none is).
 ADDED_LATER_OPTIONS = {"cell": "lstm", "learner": "a2c", "learner_option": (),
-                       "subepisode_start": "same"}
+                       "subepisode_start": "same", "train": {}, "ppo": {}}
 
 
 @dataclass(frozen=True)
@@ -144,6 +263,9 @@ class Plan:
     experiment_json: str
     programs: tuple[tuple[str, TrainConfig], ...]  # (subfolder name, config)
     sinks: tuple[str, ...] = ()  # --log, checked (cmrl_jax.results.sinks.parse_sinks)
+    # The programs' env (they share its name and options), bound once
+    # (``cmrl_jax.registry.BoundEnv``); every config was validated against it.
+    env: Any = None
 
 
 def paper_row(auc: float, final: float, std: float, visited: float,
@@ -165,6 +287,134 @@ def override_config(base: TrainConfig, extra: tuple[str, ...]) -> tuple[TrainCon
     changes = parse_assignments("--extra", extra, known,
                                 lambda key: f"--extra: unknown or fixed config key {key!r}")
     return dataclasses.replace(base, **dict(changes)), {k for k, _ in changes}
+
+
+TRAIN_DEFAULT = "TrainConfig default"
+METHOD_DEFAULT = "the method's"  # hidden: 32 sequential, 16 CMRL (config.METHODS)
+_COMMAND_FLAGS = {"cell": "--cell", "learner": "--learner", "subepisode_start":
+                  "--subepisode-start", "batch_size": "--batch-size", "num_updates": "--updates",
+                  "chunk_updates": "--chunk-updates"}
+
+
+# What a table's (or env's) spec always decides, even where it equals TrainConfig's default.
+_SPEC_DECIDES = ("env", "env_kwargs", "k_explore", "horizon", "num_updates")
+
+
+def _recipe(spec: TableSpec, args: TableArgs, key: str) -> tuple[Any, str | None]:
+    """The value of ``key`` in the table's recipe for the chosen learner, else cell, and
+    the recipe's name ((None, None) when neither sets it)."""
+    for name in (args.learner, args.cell):
+        value = getattr(spec.recipes.get(name), key, None)
+        if value is not None:
+            return value, name
+    return None, None
+
+
+def _check_typed(group: str, name: str, value: Any, check) -> None:
+    """``check(value)``, its ConfigError naming the typed flag."""
+    try:
+        check(value)
+    except ConfigError as e:
+        raise ConfigError(f"{typed_flag(group, name)}: {e}") from None
+
+
+def _refuse_both(group: str, typed: dict, hatch: str, keys) -> None:
+    """One line if a typed option and its escape hatch (``--extra``, ``--learner-option``)
+    set the same key."""
+    for k in typed:
+        if k in keys:
+            raise ConfigError(f"{typed_flag(group, k)} and {hatch} {k}=... both set {k}: "
+                              "give one")
+
+
+def resolve_options(spec: TableSpec, args: TableArgs) -> tuple[TrainConfig, dict[str, str]]:
+    """Every program's base config of this invocation, and where each value came from.
+
+    Precedence, lowest first: TrainConfig's default < the table's (or env's) spec
+    (``spec.base``; ``spec.sources`` names the source where it knows better than
+    ``spec.origin``) < the table's recipe for the chosen learner, then cell
+    (``spec.recipes``) < the command line: a typed option (``--train.gamma``,
+    ``--ppo.clip``) or its escape hatch (``--extra``, ``--learner-option``), which may not
+    both set a key; the command's own flags (``--cell``, ``--updates``, ...) likewise.
+
+    Sources are by TrainConfig field, plus ``learning_rate`` (the runs': ``--sweep``,
+    ``--learning-rate``, a recipe, or the table's per row) and ``learner_options.<key>``
+    per option of the learner. ``hidden`` is every program's unless its source is
+    ``METHOD_DEFAULT``: then each program's method's (32 sequential, 16 CMRL), and the
+    returned config holds the spec's placeholder. ``architecture`` and ``runs`` are per
+    program (``make_plan``). ConfigError, one line, for a bad or doubly set value.
+    """
+    sources: dict[str, str] = {}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("runs", "architecture"):
+            continue
+        value = getattr(spec.base, f.name)
+        sources[f.name] = spec.sources.get(f.name) or (
+            spec.origin if f.name in _SPEC_DECIDES or value != getattr(_TRAIN_DEFAULTS, f.name)
+            else TRAIN_DEFAULT)
+
+    # the learner's options: --learner-option (escape hatch) or the learner's typed group
+    learner = get_learner(args.learner)
+    learner_options = parse_assignments(
+        "--learner-option", args.learner_option,
+        {k: o.default for k, o in learner.options.items()}, learner.unknown)
+    typed_learner = given(args.ppo)
+    if typed_learner and args.learner != "ppo":
+        raise ConfigError(f"{typed_flag('ppo', next(iter(typed_learner)))} is an option of "
+                          f"--learner ppo; this command's learner is {args.learner}")
+    _refuse_both("ppo", typed_learner, "--learner-option", {k for k, _ in learner_options})
+    for k, v in typed_learner.items():
+        _check_typed("ppo", k, v, lambda v, k=k: learner.options[k].check(k, v))
+    for k in learner.options:
+        sources[f"learner_options.{k}"] = (
+            typed_flag("ppo", k) if k in typed_learner else "--learner-option"
+            if k in dict(learner_options) else f"learner {learner.name} default")
+    learner_options = learner_options + tuple(typed_learner.items())
+
+    base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
+                               learner_options=learner_options,
+                               subepisode_start=args.subepisode_start)  # checks their values
+    for key in ("cell", "learner", "subepisode_start"):
+        if getattr(args, key) != getattr(spec.base, key):
+            sources[key] = _COMMAND_FLAGS[key]
+    sources["learner_options"] = ("the command line" if args.learner_option or typed_learner
+                                  else sources["learner_options"])
+
+    # the recipe for the chosen learner or cell
+    recipe_hidden, hidden_recipe = _recipe(spec, args, "hidden")
+    recipe_rate, rate_recipe = _recipe(spec, args, "learning_rate")
+    if recipe_hidden is not None:
+        sources["hidden"] = f"recipe {hidden_recipe}"
+    elif spec.hidden is not None:
+        sources["hidden"] = spec.sources.get("hidden") or spec.origin
+    else:
+        sources["hidden"] = METHOD_DEFAULT
+    sources["learning_rate"] = ("--sweep" if args.sweep else "--learning-rate"
+                                if args.learning_rate is not None else f"recipe {rate_recipe}"
+                                if recipe_rate is not None else
+                                spec.sources.get("learning_rate") or spec.origin)
+
+    # the command line: --extra (escape hatch) or the typed --train.* options
+    base, extra_keys = override_config(base, args.extra)  # --extra hidden=N: every program
+    typed = given(args.train)
+    _refuse_both("train", typed, "--extra", extra_keys)
+    for k, v in typed.items():  # the config's own check, naming the flag
+        _check_typed("train", k, v, lambda v, k=k: dataclasses.replace(_TRAIN_DEFAULTS, **{k: v}))
+    base = dataclasses.replace(base, **typed)
+    sources.update({k: "--extra" for k in extra_keys})
+    sources.update({k: typed_flag("train", k) for k in typed})
+    if "hidden" not in extra_keys and "hidden" not in typed:
+        base = dataclasses.replace(base, hidden=recipe_hidden or spec.hidden or base.hidden)
+
+    updates = spec.base.num_updates if args.updates is None else args.updates
+    chunk = min(args.chunk_updates, updates)
+    base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
+                               batch_size=args.batch_size)
+    for key in ("num_updates", "chunk_updates", "batch_size"):
+        if getattr(base, key) != getattr(spec.base, key) or key == "num_updates" and \
+                args.updates is not None:
+            sources[key] = _COMMAND_FLAGS[key]
+    return base, sources
 
 
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
@@ -201,26 +451,17 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         check_number("--lambda-div", args.lambda_div)
     if args.sweep and args.learning_rate is not None:
         raise ConfigError("--sweep and --learning-rate exclude each other")
-    learner = get_learner(args.learner)
-    learner_options = parse_assignments(
-        "--learner-option", args.learner_option,
-        {k: o.default for k, o in learner.options.items()}, learner.unknown)
-    base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
-                               learner_options=learner_options,
-                               subepisode_start=args.subepisode_start)  # checks their values
-    base, extra_keys = override_config(base, args.extra)  # --extra hidden=N: every program
-    base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
-                               batch_size=args.batch_size)
+    base, sources = resolve_options(spec, args)
 
-    recipe = [spec.recipes[n] for n in (args.learner, args.cell) if n in spec.recipes]
-    recipe_rate = next((r.learning_rate for r in recipe if r.learning_rate is not None), None)
-    recipe_hidden = next((r.hidden for r in recipe if r.hidden is not None), None)
+    recipe_rate, _ = _recipe(spec, args, "learning_rate")
     groups: dict[str, list[Row]] = {}
     for m in methods:
         row = by_label[m]
         arch = spec.cmrl_architecture if get_method(row.method).concurrent else "sequential"
         groups.setdefault(arch, []).append(row)
     programs = []
+    env = spec.env if spec.env is not None and spec.env.matches(base.env, base.env_kwargs) \
+        else None  # bound by the first program's validation otherwise
     for arch, rows in groups.items():
         runs = []
         for row in rows:
@@ -237,19 +478,21 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             for lr in rates:
                 for seed in range(args.seeds):
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
-        hidden = base.hidden if "hidden" in extra_keys else (
-            recipe_hidden or spec.hidden or get_method(rows[0].method).hidden)
+        hidden = get_method(rows[0].method).hidden if sources["hidden"] == METHOD_DEFAULT \
+            else base.hidden
         cfg = dataclasses.replace(base, architecture=arch, hidden=hidden, runs=tuple(runs))
-        cfg.validate()
+        env = cfg.validate(env)  # once per program; the env resolved and built once
         programs.append((arch, cfg))
 
     from cmrl_jax.results.paths import results_path
 
     folder = results_path(args.out or f"results/{spec.name}")
-    exp = without_added_later({k: v for k, v in dataclasses.asdict(args).items()
+    recorded = dataclasses.asdict(args) | {g: given(getattr(args, g)) for g in OPTION_GROUPS}
+    exp = without_added_later({k: v for k, v in recorded.items()
                                if k not in RUNTIME_OPTIONS}, ADDED_LATER_OPTIONS)
     exp.update(updates=updates, chunk_updates=chunk, methods=list(methods), table=spec.name)
-    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs), sinks)
+    return Plan(folder, json.dumps(exp, sort_keys=True, indent=1), tuple(programs), sinks,
+                env)
 
 
 def claim(plan: Plan) -> None:
@@ -319,24 +562,35 @@ class Baseline:
         return out
 
 
-@functools.lru_cache(maxsize=8)
-def _baseline(cfg: TrainConfig) -> Baseline:
+BASELINES: dict[TrainConfig, Baseline] = {}
+"""Neutral baselines computed in this process, by env, options, K and H (``baseline``)."""
+
+
+def _baseline(cfg: TrainConfig, env) -> Baseline:
     from cmrl_jax.envspec import describe_success, neutral_rate
-    from cmrl_jax.registry import env_spec
     from cmrl_jax.train import make_runner
 
-    runner = make_runner(cfg)
+    runner = make_runner(cfg, env)
     episodes = 4096
     return Baseline(
-        success=describe_success(env_spec(cfg.env), runner.env, runner.env_params),
+        success=describe_success(env.spec, runner.env, runner.env_params),
         policy=runner.policy.__class__.__name__,
         neutral=neutral_rate(runner, num=episodes),
         episodes=episodes,
     )
 
 
-def baseline(cfg: TrainConfig) -> Baseline:
+def baseline(cfg: TrainConfig, env=None) -> Baseline:
     """The ``Baseline`` of ``cfg``'s env, K and H (one small compiled program, computed once
-    per process for each: nothing else of ``cfg`` changes what acting blindly scores)."""
-    return _baseline(TrainConfig(env=cfg.env, env_kwargs=cfg.env_kwargs, k_explore=cfg.k_explore,
-                                 horizon=cfg.horizon, architecture="sequential", hidden=1))
+    per process for each: nothing else of ``cfg`` changes what acting blindly scores).
+    ``env``: ``cfg``'s bound env (``cmrl_jax.registry.bind_env``; a plan's), bound here if
+    not given and the baseline is not known yet."""
+    key = TrainConfig(env=cfg.env, env_kwargs=cfg.env_kwargs, k_explore=cfg.k_explore,
+                      horizon=cfg.horizon, architecture="sequential", hidden=1)
+    if key not in BASELINES:
+        if env is None:
+            from cmrl_jax.registry import bind_env
+
+            env = bind_env(cfg.env, cfg.env_kwargs)
+        BASELINES[key] = _baseline(key, env)
+    return BASELINES[key]

@@ -1,8 +1,8 @@
 """PPO's maths: GAE(lambda) with masked steps passed through, the clipped surrogate, value
 clipping, advantage normalisation (Schulman et al. 2017; the GAE paper, Schulman et al. 2016).
 
-Pure functions; ``cmrl_jax.learners.loss`` applies them to a meta-episode and
-``cmrl_jax.learners`` runs the epochs and minibatches.
+Pure functions; ``ppo.update`` and ``ppo.truncated`` apply them to a meta-episode or a window and
+``ppo.update`` / ``ppo.truncated`` run the epochs and minibatches (``common.sgd_epochs``).
 """
 
 from typing import NamedTuple
