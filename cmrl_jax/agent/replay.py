@@ -104,14 +104,15 @@ class Replay:
         """
         params = self.step_params(params)
         agent = self.agent
-        e, x = ep.explore, ep.exploit
-        memory, (e_logits, e_value) = self._replay_steps(
-            agent.explore_step, params, agent.explore_carry(params), e.x,
-            self.memory_steps(e.live))
+        explore, exploit = ep.explore, ep.exploit
+        memory, (explore_logits, explore_value) = self._replay_steps(
+            agent.explore_step, params, agent.explore_carry(params), explore.x,
+            self.memory_steps(explore.live))
         memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
-        _, (x_logits, x_value) = self._replay_steps(
-            agent.exploit_step, params, agent.exploit_carry(params, memory), x.x, x.live)
-        return e_logits, e_value, x_logits, x_value
+        _, (exploit_logits, exploit_value) = self._replay_steps(
+            agent.exploit_step, params, agent.exploit_carry(params, memory), exploit.x,
+            exploit.live)
+        return explore_logits, explore_value, exploit_logits, exploit_value
 
     def _replay_steps(self, step, params, memory, x: jax.Array, steps: jax.Array,
                       differentiated: bool = True):
@@ -156,18 +157,19 @@ class Replay:
 
             return jax.lax.scan(body, memory, (split(x), split(steps)))
 
-        e, x = ep.explore, ep.exploit
-        e_steps = self.memory_steps(e.live)
-        memory, e_starts = starts(agent.explore_step, agent.explore_carry(params), e.x, e_steps)
+        explore, exploit = ep.explore, ep.exploit
+        explore_steps = self.memory_steps(explore.live)
+        memory, explore_starts = starts(agent.explore_step, agent.explore_carry(params),
+                                        explore.x, explore_steps)
         memory, _, _ = agent.explore_step(params, memory, ep.handoff_x, ep.handoff_steps)
-        _, x_starts = starts(agent.exploit_step, agent.exploit_carry(params, memory), x.x,
-                             x.live)
+        _, exploit_starts = starts(agent.exploit_step, agent.exploit_carry(params, memory),
+                                   exploit.x, exploit.live)
         cross = None
         if self.concurrent and perms is not None:
-            runs = [starts(agent.explore_step, agent.explore_carry(params), e.x[:, perm],
-                           e_steps[:, perm])[1] for perm in perms]
+            runs = [starts(agent.explore_step, agent.explore_carry(params),
+                           explore.x[:, perm], explore_steps[:, perm])[1] for perm in perms]
             cross = jax.tree.map(lambda *a: jnp.stack(a), *runs)
-        return WindowStarts(e_starts, x_starts, cross)
+        return WindowStarts(explore_starts, exploit_starts, cross)
 
     def replay_window(self, params, explore: bool, memory, x: jax.Array, steps: jax.Array):
         """Re-run one window of stored inputs x [W, R, D] (memory steps [W, R]) from its
