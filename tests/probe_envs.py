@@ -7,6 +7,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from cmrl_jax_envs.monty_hall import MontyHall
+
 
 @struct.dataclass
 class CorridorState(environment.EnvState):
@@ -74,3 +76,29 @@ class FreshCorridor(Corridor):
         pos = jax.random.randint(key, (), 0, 2).astype(jnp.int32)
         state = state.replace(pos=pos, time=jnp.array(0, jnp.int32))
         return self.get_obs(state), state
+
+
+
+class SplitDoors(MontyHall):
+    """Monty-Hall whose gold door is one of the first N - 1 (training tasks) or the last
+    (the held-out task)."""
+
+    def __init__(self, num_doors: int, heldout: bool):
+        super().__init__(num_doors)
+        self.heldout = heldout
+
+    def reset_env(self, key, params):
+        obs, state = super().reset_env(key, params)
+        gold = jax.random.randint(key, (), 0, self.num_doors - 1, dtype=jnp.int32)
+        return obs, state.replace(gold=jnp.where(self.heldout, self.num_doors - 1, gold))
+
+
+def split_doors(num_doors: int = 4, split: str = "train"):
+    """The factory of ``SplitDoors``: (env, params) on the ``split`` tasks."""
+    env = SplitDoors(num_doors, split == "test")
+    return env, env.default_params
+
+
+def split_heldout(options: dict):
+    """``EnvSpec.heldout`` of ``split_doors``: a training env's test split."""
+    return None if options.get("split") == "test" else {**options, "split": "test"}

@@ -7,13 +7,11 @@ import functools
 import sys
 from collections import Counter
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from cmrl_jax import registry
 from cmrl_jax.config import ConfigError, RunSpec, TrainConfig
-from cmrl_jax_envs.monty_hall import MontyHall
+from tests.probe_envs import split_doors, split_heldout
 
 PROGRAMS = 2  # RL2 (sequential) and Max-Until-Exploit (central_lstm)
 TINY = ["--updates", "2", "--chunk-updates", "1", "--seeds", "1", "--batch-size", "4",
@@ -21,30 +19,11 @@ TINY = ["--updates", "2", "--chunk-updates", "1", "--seeds", "1", "--batch-size"
         "--extra", "eval_batches=1", "eval_batch_size=4", "--no-progress"]
 
 
-class SplitDoors(MontyHall):
-    """Monty-Hall whose gold door is one of the first N - 1 (training tasks) or the last
-    (the held-out task)."""
-
-    def __init__(self, num_doors: int, heldout: bool):
-        super().__init__(num_doors)
-        self.heldout = heldout
-
-    def reset_env(self, key, params):
-        obs, state = super().reset_env(key, params)
-        gold = jax.random.randint(key, (), 0, self.num_doors - 1, dtype=jnp.int32)
-        return obs, state.replace(gold=jnp.where(self.heldout, self.num_doors - 1, gold))
-
-
-def _split_factory(num_doors: int = 4, split: str = "train"):
-    env = SplitDoors(num_doors, split == "test")
-    return env, env.default_params
-
-
 if "bound_split_doors" not in registry.registered_envs():
     registry.register_env(
-        "bound_split_doors", _split_factory, k_explore=3, horizon=1,
+        "bound_split_doors", split_doors, k_explore=3, horizon=1,
         architecture="central_lstm",
-        heldout=lambda o: None if o.get("split") == "test" else {**o, "split": "test"})
+        heldout=split_heldout)
 
 
 def _count(monkeypatch, env: str) -> Counter:

@@ -4,8 +4,6 @@ on its held-out ones; rows, tables and sinks carry both; envs without them are u
 import dataclasses
 import json
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from cmrl_jax.config import RunSpec, TrainConfig
@@ -13,30 +11,10 @@ from cmrl_jax.loop import run_training
 from cmrl_jax.registry import register_env
 from cmrl_jax.reporting.metrics import curves, render_table, summarize
 from cmrl_jax.results.sinks import scalars
-from cmrl_jax_envs.monty_hall import MontyHall
+from tests.probe_envs import split_doors, split_heldout
 
-
-class SplitDoors(MontyHall):
-    """Monty-Hall whose gold door is one of the first N - 1 (training tasks) or the last
-    (the held-out task)."""
-
-    def __init__(self, num_doors: int, heldout: bool):
-        super().__init__(num_doors)
-        self.heldout = heldout
-
-    def reset_env(self, key, params):
-        obs, state = super().reset_env(key, params)
-        gold = jax.random.randint(key, (), 0, self.num_doors - 1, dtype=jnp.int32)
-        return obs, state.replace(gold=jnp.where(self.heldout, self.num_doors - 1, gold))
-
-
-def _factory(num_doors: int = 4, split: str = "train"):
-    env = SplitDoors(num_doors, split == "test")
-    return env, env.default_params
-
-
-register_env("split_doors", _factory, k_explore=3, horizon=1, architecture="central_lstm",
-             heldout=lambda o: None if o.get("split") == "test" else {**o, "split": "test"})
+register_env("split_doors", split_doors, k_explore=3, horizon=1, architecture="central_lstm",
+             heldout=split_heldout)
 
 CFG = TrainConfig(env="split_doors", k_explore=3, hidden=8, batch_size=8, num_updates=4,
                   chunk_updates=2, eval_batches=1, eval_batch_size=64,
