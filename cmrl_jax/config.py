@@ -106,7 +106,8 @@ START_PROTOCOLS = ("same", "fresh")
 """Where sub-episodes start (``engine.START_PROTOCOLS``; docs/design.md, "Sub-episode starts")."""
 
 ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none",
-               "subepisode_start": "same", "encoder": "flat"}
+               "subepisode_start": "same", "encoder": "flat",
+               "entropy_exploit_floor_start": 0.0, "entropy_exploit_floor_end": 0.0}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
 RUN_ADDED_LATER = {"learner_options": ()}
 """The same for RunSpec fields."""
@@ -162,6 +163,13 @@ class TrainConfig:
     # What the memory cells read of an observation (encoders.ENCODERS): "flat", or "grid"
     # (embeddings of a symbolic grid's ids, e.g. XLand-MiniGrid's tiles and colours).
     encoder: str = "flat"
+    # An entropy floor of exploit decisions, in nats (0 and 0: off, the paper's plain bonus):
+    # the exploit bonus then counts each decision's entropy only up to the floor, so it
+    # pushes back only where the policy is sharper than the floor and leaves the policy
+    # gradient free above it. The floor anneals from *_start to *_end like the bonuses
+    # (docs/design.md, "Entropy").
+    entropy_exploit_floor_start: float = 0.0
+    entropy_exploit_floor_end: float = 0.0
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -257,7 +265,8 @@ class TrainConfig:
             check_number(name, getattr(self, name), maximum=1.0)
         for name in ("value_coef", "entropy_explore_start", "entropy_explore_end",
                      "entropy_exploit_start", "entropy_exploit_end", "max_grad_norm",
-                     "reward_input_scale"):
+                     "reward_input_scale", "entropy_exploit_floor_start",
+                     "entropy_exploit_floor_end"):
             check_number(name, getattr(self, name))
         for run in self.runs:
             run.validate()
@@ -274,6 +283,11 @@ class TrainConfig:
             if scheme not in SCHEMES:
                 raise ConfigError(f"unknown reward scheme {scheme!r}")
         LEARNERS[self.learner].check(self)  # its options, and the runs' values of them
+
+    @property
+    def exploit_floor(self) -> bool:
+        """Whether the exploit entropy bonus has a floor (``entropy_exploit_floor_*``)."""
+        return self.entropy_exploit_floor_start > 0 or self.entropy_exploit_floor_end > 0
 
     @property
     def concurrent(self) -> bool:

@@ -150,7 +150,11 @@ def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=N
             state.update, cfg.entropy_exploit_start, cfg.entropy_exploit_end, anneal_steps
         )
 
-        inputs = UpdateInputs(hp, k_batch, perms, entropy_explore, entropy_exploit)
+        floor = None
+        if cfg.exploit_floor:  # static: no floor, no trace of one
+            floor = linear_anneal(state.update, cfg.entropy_exploit_floor_start,
+                                  cfg.entropy_exploit_floor_end, anneal_steps)
+        inputs = UpdateInputs(hp, k_batch, perms, entropy_explore, entropy_exploit, floor)
         params, opt_state, metrics = learn(state.params, state.opt_state, inputs)
         if guard:  # the finite-value guard (docs/design.md, "Faults"): ~3 reductions
             finite = (jnp.isfinite(metrics.loss) & jnp.isfinite(metrics.grad_norm)

@@ -91,3 +91,41 @@ def test_lambda_div_enters_the_loss():
                               LossInputs(perms, jnp.int32(3), jnp.float32(2.0), *ent))
     np.testing.assert_allclose(l0, info.a2c, rtol=1e-6)
     np.testing.assert_allclose(l2, info.a2c - 2.0 * info.divergence, rtol=1e-5)
+
+
+def test_floored_entropy_counts_each_decision_up_to_the_floor():
+    """sum mask * min(H, floor): H = [0.5, 2.0, 1.0], live [1, 1, 0], floor 1 -> 0.5 + 1.0;
+    its gradient is 1 where H is under the floor on a live step, else 0."""
+    from cmrl_jax.learners.common import floored_entropy
+
+    h = jnp.array([0.5, 2.0, 1.0])
+    live = jnp.array([True, True, False])
+    value, grad = jax.value_and_grad(floored_entropy)(h, live, jnp.float32(1.0))
+    np.testing.assert_allclose(value, 1.5, rtol=1e-6)
+    np.testing.assert_allclose(grad, [1.0, 0.0, 0.0])
+
+
+def test_an_exploit_floor_only_changes_the_bonus_under_it():
+    """Monty-Hall (3 doors, 4 actions): at initialisation each exploit decision's entropy is
+    near ln 4 = 1.386. A floor above it leaves the loss as it was; a floor of 0.5 under it
+    replaces the exploit bonus's sum by 0.5 per live exploit decision (H = 1 here):
+    loss(floor) - loss = coef * (H_sum - 0.5) / slots, slots = K * H + H = 4."""
+    cfg = TrainConfig(env_kwargs=(("num_doors", 3),), k_explore=3, hidden=8,
+                      runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1.0),))
+    runner = make_runner(cfg)
+    params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
+    perms = jnp.array([[2, 0, 1]], jnp.int32)
+    key = jax.random.PRNGKey(1)
+    coef = 0.3
+    base = LossInputs(perms, jnp.int32(3), jnp.float32(0.0), jnp.float32(0.01),
+                      jnp.float32(coef))
+    loss, info = meta_episode_loss(runner, cfg, params, key, base)
+    high, _ = meta_episode_loss(runner, cfg, params, key,
+                                base._replace(entropy_floor=jnp.float32(10.0)))
+    low, low_info = meta_episode_loss(runner, cfg, params, key,
+                                      base._replace(entropy_floor=jnp.float32(0.5)))
+    h = float(info.entropy_exploit)  # one live exploit decision: its entropy
+    assert 1.2 < h < np.log(4) + 1e-6
+    np.testing.assert_allclose(high, loss, rtol=1e-6)
+    np.testing.assert_allclose(low - loss, coef * (h - 0.5) / 4, rtol=1e-4)
+    np.testing.assert_allclose(low_info.entropy_exploit, h, rtol=1e-6)  # diagnostics: true H

@@ -236,3 +236,25 @@ def test_cli_bad_input_subprocess_has_no_traceback(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: unknown method 'Nope'; choose from: {known}"
     ]
+
+
+def test_an_exploit_entropy_floor_reaches_the_update():
+    """``entropy_exploit_floor_*`` enters every update: a floor above every entropy (10
+    nats) gives the unfloored losses; a floor of 0.1 nats, under the exploit policy's
+    entropy at initialisation, changes the first update's loss."""
+    import jax.numpy as jnp
+
+    from cmrl_jax.train import make_trainer
+
+    def first_losses(**floor):
+        cfg = dataclasses.replace(TINY, num_updates=2, chunk_updates=1, **floor)
+        trainer = make_trainer(cfg)
+        _, metrics = trainer.train_chunk(*trainer.init())
+        return np.asarray(metrics.loss)
+
+    plain = first_losses()
+    np.testing.assert_allclose(first_losses(entropy_exploit_floor_start=10.0,
+                                            entropy_exploit_floor_end=10.0), plain, rtol=1e-5)
+    assert not np.allclose(first_losses(entropy_exploit_floor_start=0.1,
+                                        entropy_exploit_floor_end=0.1), plain)
+    assert jnp.all(jnp.isfinite(plain))

@@ -124,6 +124,11 @@ class TrainOptions:
     """entropy bonus of exploit decisions at the start (annealed to its end)"""
     entropy_exploit_end: _train(float, "entropy_exploit_end") = None
     """entropy bonus of exploit decisions after the anneal"""
+    entropy_exploit_floor_start: _train(float, "entropy_exploit_floor_start") = None
+    """exploit entropy floor in nats at the start (0 and 0: off): the exploit bonus counts
+    each decision's entropy only up to it"""
+    entropy_exploit_floor_end: _train(float, "entropy_exploit_floor_end") = None
+    """exploit entropy floor in nats after the anneal"""
     entropy_anneal_fraction: _train(float, "entropy_anneal_fraction") = None
     """fraction of training over which the entropy bonuses anneal, in [0, 1]"""
     gamma: _train(float, "gamma") = None

@@ -19,6 +19,7 @@ from cmrl_jax.learners.common import (
     gradient_step,
     per_slot,
     training_rewards,
+    with_floor,
 )
 from cmrl_jax.parallel import shard_batch
 
@@ -138,7 +139,9 @@ def meta_episode_loss(runner: MetaEpisodeRunner, cfg, params, key: jax.Array,
                               explore.live, runner.policy)
     terms_exploit = a2c_terms(exploit.logits, exploit.action, exploit.value, g_exploit,
                               exploit.live, runner.policy)
-    a2c = per_slot(terms_explore, terms_exploit, explore.live.size + exploit.live.size,
+    bonus_exploit = with_floor(terms_exploit, runner.policy, exploit.logits, exploit,
+                               inputs.entropy_floor)
+    a2c = per_slot(terms_explore, bonus_exploit, explore.live.size + exploit.live.size,
                    cfg.value_coef, inputs.entropy_explore, inputs.entropy_exploit)
 
     l_div = divergence_loss(runner, cfg, params, explore.logits, explore, inputs.perms)

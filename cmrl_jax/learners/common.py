@@ -37,6 +37,7 @@ class LossInputs(NamedTuple):
     entropy_explore: jax.Array  # float32, the annealed entropy coefficients
     entropy_exploit: jax.Array
     options: Any = None  # the learner's traced options (``Learner.traced_values``)
+    entropy_floor: jax.Array | None = None  # float32 nats, the exploit bonus's floor, or off
 
 
 class UpdateInputs(NamedTuple):
@@ -47,11 +48,13 @@ class UpdateInputs(NamedTuple):
     perms: jax.Array  # int32 [num_derangements, K]: fresh derangements, shared by the batch
     entropy_explore: jax.Array  # float32, annealed (``linear_anneal``)
     entropy_exploit: jax.Array
+    entropy_floor: jax.Array | None = None  # float32 nats, annealed; None: no floor
 
     def loss_inputs(self) -> LossInputs:
         """What the update's losses read of it."""
         return LossInputs(self.perms, self.hp.scheme, self.hp.lambda_div,
-                          self.entropy_explore, self.entropy_exploit, self.hp.learner)
+                          self.entropy_explore, self.entropy_exploit, self.hp.learner,
+                          self.entropy_floor)
 
 
 def linear_anneal(step: jax.Array, start: float, end: float, duration: float) -> jax.Array:
@@ -101,6 +104,30 @@ def per_slot(explore, exploit, slots: int, value_coef: float, entropy_explore: j
         - entropy_explore * explore.entropy
         - entropy_exploit * exploit.entropy
     ) / slots
+
+
+def floored_entropy(entropy: jax.Array, mask: jax.Array, floor: jax.Array) -> jax.Array:
+    """The exploit entropy bonus's sum with a floor: sum over live steps of min(H, floor).
+
+    Args:
+        entropy: float32 [...], each decision's H(pi); mask: bool/float [...];
+        floor: float32 scalar, in nats.
+    Returns:
+        float32 scalar. Its gradient is H's on the live steps whose entropy is under the
+        floor and 0 elsewhere: the bonus holds the policy's entropy up at the floor and
+        leaves the policy gradient alone above it.
+    """
+    return jnp.sum(mask.astype(jnp.float32) * jnp.minimum(entropy, floor))
+
+
+def with_floor(terms, policy, logits: jax.Array, t: Transition, floor: jax.Array | None):
+    """``terms`` (``A2CTerms`` / ``PPOTerms`` of an exploit phase under ``logits``) with its
+    entropy sum floored (``floored_entropy``) for the loss; ``terms`` itself if ``floor``
+    is None. The diagnostics keep the unfloored entropy."""
+    if floor is None:
+        return terms
+    return terms._replace(
+        entropy=floored_entropy(policy.entropy(logits, t.action), t.live, floor))
 
 
 def divergence_loss(runner: MetaEpisodeRunner, cfg, params, logits: jax.Array,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from cmrl_jax.divergence import cross_divergence
 from cmrl_jax.learners.base import Update
-from cmrl_jax.learners.common import LossInputs, UpdateInputs, batch_stats
+from cmrl_jax.learners.common import LossInputs, UpdateInputs, batch_stats, with_floor
 from cmrl_jax.learners.ppo.maths import normalize, ppo_terms
 from cmrl_jax.learners.ppo.update import Collected, PPOInfo, PPOMetrics, collect_batch
 
@@ -83,7 +83,8 @@ def ppo_window_loss(runner: MetaEpisodeRunner, cfg, params, w: Window, inputs: L
     terms = ppo_terms(policy.log_prob(logits, t.action), w.logp, w.advantage, value, t.value,
                       w.target, policy.entropy(logits, t.action), t.live, opts.clip,
                       opts.value_clip)
-    loss = (terms.policy + cfg.value_coef * terms.value - entropy_coef * terms.entropy) \
+    bonus = terms if explore else with_floor(terms, policy, logits, t, inputs.entropy_floor)
+    loss = (terms.policy + cfg.value_coef * terms.value - entropy_coef * bonus.entropy) \
         / t.live.size
     l_div = jnp.zeros(())
     if explore and cfg.concurrent:

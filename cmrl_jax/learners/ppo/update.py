@@ -32,6 +32,7 @@ from cmrl_jax.learners.common import (
     per_slot,
     sgd_epochs,
     training_rewards,
+    with_floor,
 )
 from cmrl_jax.learners.ppo.maths import gae, normalize, ppo_terms
 from cmrl_jax.parallel import shard_batch
@@ -179,7 +180,9 @@ def ppo_meta_episode_loss(runner: MetaEpisodeRunner, cfg, params, c: Collected,
                           c.advantage_explore, c.target_explore)
     terms_exploit = terms(exploit_logits, exploit_value, exploit, c.logp_exploit,
                           c.advantage_exploit, c.target_exploit)
-    ppo = per_slot(terms_explore, terms_exploit, explore.live.size + exploit.live.size,
+    bonus_exploit = with_floor(terms_exploit, policy, exploit_logits, exploit,
+                               inputs.entropy_floor)
+    ppo = per_slot(terms_explore, bonus_exploit, explore.live.size + exploit.live.size,
                    cfg.value_coef, inputs.entropy_explore, inputs.entropy_exploit)
     l_div = divergence_loss(runner, cfg, params, explore_logits, explore, inputs.perms)
     live = jnp.maximum(jnp.sum(explore.live) + jnp.sum(exploit.live), 1)
