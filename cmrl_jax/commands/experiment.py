@@ -193,7 +193,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),
-                      spec.title, spec.num_goals, visited=spec.visited_goals)
+                      spec.title, spec.num_goals, visited=spec.visited_goals,
+                      paper={m: paper[m] for m in methods if m in paper})
     print()
     print(table, flush=True)
     for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
