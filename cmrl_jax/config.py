@@ -16,7 +16,7 @@ from cmrl_jax.agent.encoders import ENCODERS
 from cmrl_jax.agent.networks import ARCHITECTURES
 from cmrl_jax.divergence import DIVERGENCES
 from cmrl_jax.errors import ConfigError, check_number
-from cmrl_jax.learners import LEARNERS
+from cmrl_jax.learners import LEARNERS, get_learner  # noqa: F401 - the commands' way in
 from cmrl_jax.rewards import SCHEMES
 
 if TYPE_CHECKING:  # registry imports gymnax, which starts JAX's backend: never at run time
@@ -52,12 +52,6 @@ METHODS: dict[str, Method] = {
 }
 
 
-def get_learner(name: str):
-    """The learner called ``name`` (``LEARNERS``; ConfigError naming the known ones if
-    none is): the commands reach the learners through here, not at their import."""
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
-    return LEARNERS[name]
 
 
 def get_method(name: str) -> Method:
@@ -102,8 +96,8 @@ REMAT = ("none", "step", "segments")
 """Rematerialisation of the differentiated step scans (``engine.MetaEpisodeRunner``)."""
 
 START_PROTOCOLS = ("same", "fresh")
-
-"""Where sub-episodes start (``engine.START_PROTOCOLS``; docs/design.md, "Sub-episode starts")."""
+"""Where sub-episodes start (``engine.MetaEpisodeRunner``'s ``subepisode_start``;
+docs/design.md, "Sub-episode starts")."""
 
 ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none",
                "subepisode_start": "same", "encoder": "flat",

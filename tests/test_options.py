@@ -19,7 +19,7 @@ from cmrl_jax.commands.tables import (
     make_plan,
     resolve_options,
 )
-from cmrl_jax.config import get_learner
+from cmrl_jax.config import ConfigError, get_learner
 from experiments import table1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +152,21 @@ def test_the_generic_entropy_line_names_a_typed_option():
     cfg, sources = resolve_options(box, args)
     assert sources["entropy_exploit_start"] == "the continuous-action default"
     assert sources["env"] == "--env" and sources["k_explore"] == "env spec"
+
+
+def test_the_generic_hidden_flag_and_the_typed_one_are_not_both_taken():
+    from cmrl_jax.commands.generic import TrainArgs, make_spec
+
+    with pytest.raises(ConfigError, match="--hidden and --train.hidden"):
+        make_spec(TrainArgs(env="monty_hall", hidden=64, train=TrainOptions(hidden=8)))
+    with pytest.raises(ConfigError, match="both set hidden"):
+        make_spec(TrainArgs(env="monty_hall", hidden=64, extra=("hidden=8",)))
+
+
+def test_an_oracle_without_the_env_argument_still_prints():
+    """Tables written before the bound env define ``oracle()``; the bound env is passed only
+    to an oracle that takes it."""
+    from cmrl_jax.commands.experiment import oracle_text
+
+    assert oracle_text(lambda: "Oracle: 100 %.", object()) == "Oracle: 100 %."
+    assert oracle_text(lambda env=None: f"got {env}", "E") == "got E"

@@ -81,6 +81,16 @@ def _wait_for(futures: list, poll_s: float = 0.25, folder="the results folder") 
     return [row for f in futures for row in f.result()]
 
 
+def oracle_text(oracle, env) -> str:
+    """A table's oracle lines: ``oracle(env)`` with the plan's bound env, or ``oracle()`` for
+    an oracle that takes no argument (tables written before the bound env)."""
+    import inspect
+
+    takes_env = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                    for p in inspect.signature(oracle).parameters.values())
+    return oracle(env) if takes_env else oracle()
+
+
 def run_table(spec: TableSpec, argv: list[str] | None = None,
               args: "TableArgs | None" = None) -> dict:
     """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure.
@@ -189,7 +199,7 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
         table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
                   "table's setting only.\n")
     elif spec.oracle is not None:
-        table += "\n" + spec.oracle(plan.env) + "\n"
+        table += "\n" + oracle_text(spec.oracle, plan.env) + "\n"
     md, js = write_table(plan.folder, spec.name, table, clean_json(ours),
                          clean_json(sweep_report) if sweep_report else None)
     fig = plot_curves({m: cs[m] for m in methods}, plan.folder / figure_file(spec.name),

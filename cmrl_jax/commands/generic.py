@@ -212,6 +212,10 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
     h = spec.default_horizon(params) if args.horizon is None else args.horizon
     if args.hidden is not None and args.hidden < 1:
         raise ConfigError(f"--hidden must be >= 1, got {args.hidden}")
+    if args.hidden is not None and (args.train.hidden is not None
+                                    or any(e.split("=", 1)[0] == "hidden" for e in args.extra)):
+        raise ConfigError("--hidden and --train.hidden (or --extra hidden=...) both set hidden: "
+                          "give one")
     config = {**entropy_defaults(space), **dict(spec.config)}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(config) - fields

@@ -128,7 +128,8 @@ class TrainOptions:
     """exploit entropy floor in nats at the start (0 and 0: off): the exploit bonus counts
     each decision's entropy only up to it"""
     entropy_exploit_floor_end: _train(float, "entropy_exploit_floor_end") = None
-    """exploit entropy floor in nats after the anneal"""
+    """exploit entropy floor in nats after the anneal (a floor of 0 counts no entropy: the
+    exploit bonus is then off, not the plain one)"""
     entropy_anneal_fraction: _train(float, "entropy_anneal_fraction") = None
     """fraction of training over which the entropy bonuses anneal, in [0, 1]"""
     gamma: _train(float, "gamma") = None
@@ -592,10 +593,14 @@ def baseline(cfg: TrainConfig, env=None) -> Baseline:
     not given and the baseline is not known yet."""
     key = TrainConfig(env=cfg.env, env_kwargs=cfg.env_kwargs, k_explore=cfg.k_explore,
                       horizon=cfg.horizon, architecture="sequential", hidden=1)
+    if env is not None and not env.matches(cfg.env, cfg.env_kwargs):
+        raise ValueError(f"baseline: the bound env {env.name} is not {cfg.env}'s with its options")
     if key not in BASELINES:
         if env is None:
             from cmrl_jax.registry import bind_env
 
             env = bind_env(cfg.env, cfg.env_kwargs)
+        while len(BASELINES) >= 8:  # a few envs per process; the oldest goes first
+            BASELINES.pop(next(iter(BASELINES)))
         BASELINES[key] = _baseline(key, env)
     return BASELINES[key]
