@@ -76,14 +76,19 @@ def test_divergence_positive_with_gradient_at_init(arch, divergence):
     assert float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grad)))) > 1e-6
 
 
-def test_lambda_div_enters_the_loss():
-    """loss = A2C - lambda_div * L_D."""
+def _three_doors():
+    """3-Monty-Hall, K = 3, Central-LSTM-8 at initialisation: (cfg, runner, params, a
+    derangement [1, 3], a meta-episode key)."""
     cfg = TrainConfig(env_kwargs=(("num_doors", 3),), k_explore=3, hidden=8,
                       runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1.0),))
     runner = make_runner(cfg)
     params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
-    perms = jnp.array([[2, 0, 1]], jnp.int32)
-    key = jax.random.PRNGKey(1)
+    return cfg, runner, params, jnp.array([[2, 0, 1]], jnp.int32), jax.random.PRNGKey(1)
+
+
+def test_lambda_div_enters_the_loss():
+    """loss = A2C - lambda_div * L_D."""
+    cfg, runner, params, perms, key = _three_doors()
     ent = (jnp.float32(0.01), jnp.float32(0.1))
     l0, info = meta_episode_loss(runner, cfg, params, key,
                                  LossInputs(perms, jnp.int32(3), jnp.float32(0.0), *ent))
@@ -110,12 +115,7 @@ def test_an_exploit_floor_only_changes_the_bonus_under_it():
     near ln 4 = 1.386. A floor above it leaves the loss as it was; a floor of 0.5 under it
     replaces the exploit bonus's sum by 0.5 per live exploit decision (H = 1 here):
     loss(floor) - loss = coef * (H_sum - 0.5) / slots, slots = K * H + H = 4."""
-    cfg = TrainConfig(env_kwargs=(("num_doors", 3),), k_explore=3, hidden=8,
-                      runs=(RunSpec("Max-Until-Exploit", 0, 1e-3, 1.0),))
-    runner = make_runner(cfg)
-    params = runner.agent.init(jax.random.PRNGKey(0), runner.input_dim)
-    perms = jnp.array([[2, 0, 1]], jnp.int32)
-    key = jax.random.PRNGKey(1)
+    cfg, runner, params, perms, key = _three_doors()
     coef = 0.3
     base = LossInputs(perms, jnp.int32(3), jnp.float32(0.0), jnp.float32(0.01),
                       jnp.float32(coef))
