@@ -52,8 +52,6 @@ METHODS: dict[str, Method] = {
 }
 
 
-
-
 def get_method(name: str) -> Method:
     """Look up a method by name (ConfigError naming the known ones if unknown)."""
     if name not in METHODS:

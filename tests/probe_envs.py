@@ -78,7 +78,6 @@ class FreshCorridor(Corridor):
         return self.get_obs(state), state
 
 
-
 class SplitDoors(MontyHall):
     """Monty-Hall whose gold door is one of the first N - 1 (training tasks) or the last
     (the held-out task)."""
