@@ -171,10 +171,11 @@ def run_training(
     checkpoints, or checkpoints none of which can be read; NonFiniteError when a
     run stops being finite (that chunk is neither logged nor saved). ``folder`` may
     be on an object store, e.g. ``gs://bucket/run`` (``paths.results_path``).
-    ``sinks`` (``cmrl_jax.results.sinks``) receive every row after ``eval.jsonl`` has it; a
-    failing sink is one warning line. ``env``: ``cfg``'s bound env (``registry.bind_env``;
-    bound here if not given); a config it already validated (a plan's) is not validated
-    again.
+    ``sinks`` (``cmrl_jax.results.sinks``) receive every row after ``eval.jsonl`` has it, and
+    at the start of a session the log's rows they lack (a kill between the two writes loses
+    no row); a failing sink is one warning line. ``env``: ``cfg``'s bound env
+    (``registry.bind_env``; bound here if not given); a config it already validated (a
+    plan's) is not validated again.
     """
     env = cfg.validated(env)
     config_json = cfg.to_json()
@@ -223,6 +224,8 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
             ckpt.set_aside(damaged)
             cut_torn_tail(folder)
             outputs = open_sinks(sinks, folder, cfg, label)
+            for sink in outputs:  # the log's rows a kill kept from a sink, before new ones
+                sink.resume(history)
         logged = {(row.update, row.run) for row in history}
         if start < cfg.num_updates:
             compile_ahead(trainer, state, hp)

@@ -22,7 +22,10 @@ Held-out rulesets: ``holdout`` (0.2) of the benchmark's rulesets, after a shuffl
 Benchmarks: ``benchmark_path=`` a file of xminigrid's format (``xminigrid.load_benchmark``
 downloads the official ones; pass the downloaded file), or none: a small seeded
 benchmark is built offline and cached outside the repository
-(``cmrl_jax_envs.xland_benchmarks``), said so on the first line.
+(``cmrl_jax_envs.xland_benchmarks``), said so on the first line; the cache is checked
+against the build (count and content hash) and rebuilt when damaged, said in one more
+line. Bad options (``holdout``, ``split``, a ``num_rulesets`` the holdout leaves empty)
+are refused before any benchmark is read, built, written or anything printed.
 """
 
 import sys
@@ -168,21 +171,31 @@ def _check_id(prefix: str, env_id: str) -> None:
         raise ConfigError(f"unknown {prefix} env {env_id!r}; xminigrid has: {', '.join(known)}")
 
 
-def split_rulesets(bench: dict, holdout: float, seed: int, split: str) -> dict:
-    """The ``split`` ("train" or "test") of ``bench`` after a seeded shuffle: the last
-    ``round(N * holdout)`` rulesets are held out (AMAGO's 80 / 20 at 0.2); ConfigError
-    (one line) for a split that would hold no ruleset."""
-    if not 0.0 <= holdout < 1.0:
+def check_split(holdout: float, split: str, n: int | None = None) -> None:
+    """ConfigError (one line) for a ``holdout`` / ``split`` no benchmark of ``n`` rulesets
+    (None: not known yet) can serve: made before any benchmark is read or built."""
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or \
+            not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
     if split not in ("train", "test"):
         raise ConfigError(f"split must be train or test, got {split!r}")
-    n = len(bench["goals"])
+    if holdout == 0 and split == "test":
+        raise ConfigError("split=test needs holdout > 0")
+    if n is None:
+        return
     held = round(n * holdout)
     if holdout > 0 and not 0 < held < n:
         raise ConfigError(f"holdout {holdout} of {n} rulesets leaves "
                           f"{'no held-out' if held == 0 else 'no training'} ruleset")
-    if holdout == 0 and split == "test":
-        raise ConfigError("split=test needs holdout > 0")
+
+
+def split_rulesets(bench: dict, holdout: float, seed: int, split: str) -> dict:
+    """The ``split`` ("train" or "test") of ``bench`` after a seeded shuffle: the last
+    ``round(N * holdout)`` rulesets are held out (AMAGO's 80 / 20 at 0.2); ConfigError
+    (one line) for a split that would hold no ruleset (``check_split``)."""
+    n = len(bench["goals"])
+    check_split(holdout, split, n)
+    held = round(n * holdout)
     order = np.random.default_rng(seed).permutation(n)
     keep = order[n - held:] if split == "test" else order[:n - held]
     return {k: v[keep] for k, v in bench.items()}
@@ -197,16 +210,23 @@ def _xland_factory(env_id: str):
         of rulesets held out of training (shuffled by ``seed``; 0: none), ``split``: which
         part this env draws from (train / test); ``view_size``: the agent's view;
         ``max_steps``: xminigrid's step limit per sub-episode (0: its 3 * h * w)."""
+        # every refusal first: nothing read, built, written or printed before it
+        check_split(holdout, split)
+        if not benchmark_path:
+            xland_benchmarks.check_build(num_rulesets, rules, distractors)
+            check_split(holdout, split, num_rulesets)
         xparams = {"view_size": view_size} | ({"max_steps": max_steps} if max_steps else {})
         env = XLandMiniGrid(env_id, True, **xparams)
         if benchmark_path:
             bench = xland_benchmarks.load_benchmark(benchmark_path)
         else:
-            path = xland_benchmarks.cached_benchmark(num_rulesets, seed, rules, distractors)
+            bench, path, note = xland_benchmarks.cached_rulesets(num_rulesets, seed, rules,
+                                                                 distractors)
             _say_once(f"{env_id}: no benchmark_path given; using {num_rulesets} rulesets built "
                       f"offline (seed {seed}, {rules} rule(s), {distractors} distractor(s)): "
                       f"{path}")
-            bench = xland_benchmarks.load_benchmark(path)
+            if note is not None:
+                _say_once(f"{env_id}: {note}")
         bench = split_rulesets(bench, holdout, seed, split)
         params = env.default_params.replace(
             goals=jnp.asarray(bench["goals"]), rules=jnp.asarray(bench["rules"]),

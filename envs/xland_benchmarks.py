@@ -19,6 +19,7 @@ import bz2
 import hashlib
 import os
 import pickle
+import secrets
 import sys
 from pathlib import Path
 
@@ -64,15 +65,21 @@ def _ruleset(rng: np.random.Generator, rules: int, distractors: int):
     return goal, rule_rows, np.array(placed, np.uint8).reshape(-1, 2)
 
 
+def check_build(num_rulesets: int, rules: int, distractors: int) -> None:
+    """ConfigError (one line) for options no benchmark can be built from."""
+    if isinstance(num_rulesets, bool) or not isinstance(num_rulesets, int) or num_rulesets < 1:
+        raise ConfigError(f"num_rulesets must be an integer >= 1, got {num_rulesets!r}")
+    if rules not in (0, 1, 2):
+        raise ConfigError(f"rules must be 0, 1 or 2, got {rules}")
+    if isinstance(distractors, bool) or not isinstance(distractors, int) or \
+            not 0 <= distractors <= 6:
+        raise ConfigError(f"distractors must be in [0, 6], got {distractors}")
+
+
 def build_benchmark(num_rulesets: int, seed: int = 0, rules: int = 1,
                     distractors: int = 2) -> dict[str, np.ndarray]:
     """``num_rulesets`` seeded rulesets in xminigrid's benchmark layout (NumPy, padded)."""
-    if num_rulesets < 1:
-        raise ConfigError(f"num_rulesets must be >= 1, got {num_rulesets}")
-    if not 0 <= rules <= 2:
-        raise ConfigError(f"rules must be 0, 1 or 2, got {rules}")
-    if not 0 <= distractors <= 6:
-        raise ConfigError(f"distractors must be in [0, 6], got {distractors}")
+    check_build(num_rulesets, rules, distractors)
     rng = np.random.default_rng(seed)
     made = [_ruleset(rng, rules, distractors) for _ in range(num_rulesets)]
     r = max(len(m[1]) for m in made)
@@ -90,10 +97,14 @@ def save_benchmark(benchmark: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write ``benchmark`` as xminigrid's bz2 pickle, whole (temporary file, then rename)."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with bz2.open(tmp, "wb") as f:
-        pickle.dump({k: np.asarray(benchmark[k]) for k in KEYS}, f, protocol=4)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")  # per writer
+    try:
+        with bz2.open(tmp, "wb") as f:
+            pickle.dump({k: np.asarray(benchmark[k]) for k in KEYS}, f, protocol=4)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
     return path
 
 
@@ -125,15 +136,67 @@ def load_benchmark(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def cached_benchmark(num_rulesets: int, seed: int, rules: int, distractors: int) -> Path:
-    """The path of a seeded benchmark built offline, cached outside any checkout
-    (``$XDG_CACHE_HOME/cmrl_jax/xland`` or ``~/.cache/cmrl_jax/xland``); built on first use."""
+def digest(benchmark: dict[str, np.ndarray]) -> str:
+    """sha256 of a benchmark's arrays (each one's dtype, shape and bytes, in ``KEYS`` order)."""
+    h = hashlib.sha256()
+    for k in KEYS:
+        a = np.ascontiguousarray(benchmark[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cache_path(num_rulesets: int, seed: int, rules: int, distractors: int) -> Path:
+    """Where the seeded benchmark of these options is cached, outside any checkout
+    (``$XDG_CACHE_HOME/cmrl_jax/xland`` or ``~/.cache/cmrl_jax/xland``)."""
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cmrl_jax" / "xland"
     name = f"n{num_rulesets}-s{seed}-r{rules}-d{distractors}"
-    path = root / f"{name}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.pkl.bz2"
-    if not path.is_file():
-        save_benchmark(build_benchmark(num_rulesets, seed, rules, distractors), path)
-    return path
+    return root / f"{name}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.pkl.bz2"
+
+
+def cached_rulesets(num_rulesets: int, seed: int, rules: int,
+                    distractors: int) -> tuple[dict[str, np.ndarray], Path, str | None]:
+    """The seeded benchmark of these options, its cache file, and a note (one line, or None).
+
+    The cache is disposable and never trusted by name: the benchmark is built (cheap: about
+    20 ms per 1,000 rulesets) and the file is used only when its ruleset count and content
+    hash (``digest``) equal the build's. A missing file is written; a damaged or different
+    one (truncated, empty, another count, another NumPy's draw) is replaced, and the note
+    says so; a file that cannot be written (a read-only or full disk) leaves the build in
+    memory, and the note says that. Two processes may build it at once: each write is whole
+    (temporary file, then rename) and both write the same bytes of content.
+    """
+    check_build(num_rulesets, rules, distractors)
+    path = cache_path(num_rulesets, seed, rules, distractors)
+    built = build_benchmark(num_rulesets, seed, rules, distractors)
+    why = None
+    if path.is_file():
+        try:
+            cached = load_benchmark(path)
+        except ConfigError as e:
+            why = f"unreadable: {str(e).removeprefix(f'benchmark file {path} ')}"
+        else:
+            if len(cached["goals"]) != num_rulesets:
+                why = f"{len(cached['goals'])} rulesets, not {num_rulesets}"
+            elif digest(cached) != digest(built):
+                why = "its content differs from these options' rulesets"
+            else:
+                return cached, path, None
+    try:
+        save_benchmark(built, path)
+    except OSError as e:
+        reason = f"{e.strerror or type(e).__name__}"
+        return built, path, (f"the benchmark cache {path} could not be written ({reason}); "
+                             "using the rulesets built in memory")
+    note = None if why is None else (f"the benchmark cache {path} was damaged ({why}); "
+                                     "rebuilt it (it is a disposable cache)")
+    return built, path, note
+
+
+def cached_benchmark(num_rulesets: int, seed: int, rules: int, distractors: int) -> Path:
+    """The path of a seeded benchmark built offline and cached (``cached_rulesets``: checked,
+    rebuilt when damaged); built on first use."""
+    return cached_rulesets(num_rulesets, seed, rules, distractors)[1]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -93,7 +93,7 @@ def test_wandb_offline_run_holds_the_scalars_and_a_resume_continues_it(tmp_path,
     assert json.loads((tmp_path / "wandb.json").read_text()) == ids  # the same W&B runs
     want = _expected(tmp_path)
     for index in (0, 1):
-        sessions = sorted((tmp_path / "wandb").glob(f"offline-run-*-{ids[str(index)]}"))
+        sessions = sorted((tmp_path / "wandb").glob(f"offline-run-*-{ids[str(index)]}*"))
         assert len(sessions) == 2, sessions  # one folder per session, one run id
         got: dict = {}
         for folder in sessions:

@@ -50,18 +50,11 @@ def exit_if_disk_full(message: str) -> Iterator[None]:
 def disk_full(error: BaseException) -> bool:
     """Whether ``error`` (or what it was raised from) says the disk or quota is full:
     ``OSError`` ENOSPC / EDQUOT, or a library's wrapped message (orbax's
-    ``RESOURCE_EXHAUSTED``, tensorstore's "No space left on device")."""
-    import errno
+    ``RESOURCE_EXHAUSTED``, tensorstore's "No space left on device");
+    ``results.checkpoint.says_disk_full``, imported here only once an error happened."""
+    from cmrl_jax.results.checkpoint import says_disk_full
 
-    seen = 0
-    while error is not None and seen < 8:
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(error)
-        if "No space left on device" in text or "Disk quota exceeded" in text:
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
+    return says_disk_full(error)
 
 
 def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:

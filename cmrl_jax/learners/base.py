@@ -37,6 +37,19 @@ def positive_int(name: str, value: Any) -> None:
         raise ConfigError(f"learner option {name} must be a positive integer, got {value!r}")
 
 
+def int_in(low: int, high: int):
+    """An option check: an integer from ``low`` to ``high``; the bound is said in the refusal
+    (a static option sizes the compiled program: an unbounded one would fail or compile
+    for ever only after the results folder is written)."""
+
+    def check(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"learner option {name} must be an integer from {low} to {high}, "
+                              f"got {value!r}")
+
+    return check
+
+
 def nonnegative_int(name: str, value: Any) -> None:
     """An option check: an integer >= 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -7,6 +7,7 @@ on an object store (``paths.results_path``): orbax writes ``gs://`` natively.
 """
 
 import contextlib
+import errno
 import logging
 import shutil
 import threading
@@ -44,6 +45,34 @@ commit and it waits 300 s (``ChainedFuture ... timed out``). One save at a time
 per process removes the sharing; saves are small and already waited for, so
 nothing is lost. Hold it also to exit without cutting a save short.
 """
+
+
+def says_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it was raised from) says the disk or quota is full:
+    ``OSError`` ENOSPC / EDQUOT, or a wrapped message (orbax's and tensorstore's
+    ``RESOURCE_EXHAUSTED ... No space left on device``)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(error)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+class _DiskFullRecords(logging.Filter):
+    """Drops orbax's log records of a save that failed on a full disk (an ERROR with a
+    traceback from its save thread, another from ``wait_until_finished``): the same error
+    reaches the caller, whose command says it in one line (exit status 4)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (says_disk_full(error) or "No space left on device" in record.getMessage())
+
+
+_DISK_FULL_FILTER = _DiskFullRecords()
 
 
 def claim_folder(folder: Path, config_json: str, what: str = "config") -> bool:
@@ -127,6 +156,7 @@ class Checkpointer:
         """
         self.folder = paths.results_path(folder)
         self.read_only = read_only
+        logging.getLogger("absl").addFilter(_DISK_FULL_FILTER)  # once: a filter is a set
         # orbax warns that read-only means read only, once here and once per manager
         with _absl_level(logging.ERROR if read_only else None):
             self.options = ocp.CheckpointManagerOptions(

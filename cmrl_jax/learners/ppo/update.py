@@ -20,9 +20,9 @@ from cmrl_jax.learners.base import (
     Option,
     Update,
     boolean,
+    int_in,
     nonnegative_int,
     number_in,
-    positive_int,
 )
 from cmrl_jax.learners.common import (
     LossInputs,
@@ -197,6 +197,12 @@ def ppo_meta_episode_loss(runner: MetaEpisodeRunner, cfg, params, c: Collected,
     return ppo - inputs.lambda_div * l_div, info
 
 
+MAX_EPOCHS = 100
+"""The most passes over one batch an update may make (a static option: it sizes the program)."""
+MAX_MINIBATCHES = 4096
+"""The most minibatches per pass (each at least one meta-episode of the batch)."""
+
+
 class PPO(Learner):
     """Proximal policy optimisation with GAE(lambda): collect a batch of meta-episodes,
     then ``epochs`` passes over ``minibatches`` shuffled minibatches of meta-episodes, one
@@ -204,9 +210,11 @@ class PPO(Learner):
 
     name = "ppo"
     options: Mapping[str, Option] = {
-        "epochs": Option(2, False, positive_int, "passes over the batch per update"),
-        "minibatches": Option(2, False, positive_int,
-                              "minibatches per pass (of meta-episodes; must divide the batch)"),
+        "epochs": Option(2, False, int_in(1, MAX_EPOCHS),
+                         f"passes over the batch per update (1 to {MAX_EPOCHS})"),
+        "minibatches": Option(2, False, int_in(1, MAX_MINIBATCHES),
+                              "minibatches per pass (of meta-episodes; must divide the batch; "
+                              f"1 to {MAX_MINIBATCHES})"),
         "clip": Option(0.2, True, number_in(0.0, strict=True),
                        "epsilon of the clipped surrogate (> 0)"),
         "gae_lambda": Option(0.95, True, number_in(0.0, 1.0), "GAE lambda in [0, 1]"),
