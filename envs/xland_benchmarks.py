@@ -9,6 +9,11 @@ arrays is what a later JAX cannot read: xland-minigrid issue #51):
 
     python -m cmrl_jax_envs.xland_benchmarks --out ~/rulesets.pkl --num-rulesets 4096
 
+The commands cache a seeded benchmark (``cached_rulesets``) under ``~/.cache``; the cache
+is checked against the build, rebuilt when damaged, safe to build from several processes at
+once, and on a read-only folder or a full disk the rulesets are used from memory with one
+warning line (the cache is disposable: nothing depends on it being written).
+
 Rulesets of ``rules`` production rules each (0, 1 or 2 here): the goal is to hold,
 or stand next to, a tile that the chain of rules produces from the objects placed
 on the grid; every ruleset also places ``distractors`` other objects.
@@ -19,6 +24,7 @@ import bz2
 import hashlib
 import os
 import pickle
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -154,6 +160,35 @@ def cache_path(num_rulesets: int, seed: int, rules: int, distractors: int) -> Pa
     return root / f"{name}-{hashlib.sha1(name.encode()).hexdigest()[:8]}.pkl.bz2"
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` (``save_benchmark``'s ``<name>.tmp<pid>-<hex>``)
+    whose writing process is gone (killed in the middle of the write); a live writer's is
+    left alone. Returns the files removed; a folder that cannot be listed or changed
+    (read-only) is left as it is."""
+    pattern = re.compile(rf"{re.escape(path.name)}\.tmp(\d+)-[0-9a-f]{{8}}")
+    removed = []
+    try:
+        for tmp in path.parent.iterdir():
+            found = pattern.fullmatch(tmp.name)
+            if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    except OSError:
+        pass
+    return removed
+
+
 def cached_rulesets(num_rulesets: int, seed: int, rules: int,
                     distractors: int) -> tuple[dict[str, np.ndarray], Path, str | None]:
     """The seeded benchmark of these options, its cache file, and a note (one line, or None).
@@ -164,10 +199,16 @@ def cached_rulesets(num_rulesets: int, seed: int, rules: int,
     one (truncated, empty, another count, another NumPy's draw) is replaced, and the note
     says so; a file that cannot be written (a read-only or full disk) leaves the build in
     memory, and the note says that. Two processes may build it at once: each write is whole
-    (temporary file, then rename) and both write the same bytes of content.
+    (temporary file, then rename) and both write the same bytes of content; a temporary
+    file whose writer was killed is removed here.
+
+    A read-only cache folder or a full disk is not an error: the cache only saves a
+    rebuild, so the command goes on with the rulesets built in memory (identical to the
+    cached ones) and says so in one line; nothing is left behind in the folder.
     """
     check_build(num_rulesets, rules, distractors)
     path = cache_path(num_rulesets, seed, rules, distractors)
+    remove_dead_temporaries(path)
     built = build_benchmark(num_rulesets, seed, rules, distractors)
     why = None
     if path.is_file():

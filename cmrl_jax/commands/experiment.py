@@ -43,10 +43,16 @@ def _exit_now(status: int, message: str) -> None:
     """Print ``message`` and end the process once no checkpoint is being saved.
 
     Worker threads cannot be interrupted; holding the save lock means every
-    checkpoint on disk is whole (a torn eval-log line is cut on resume).
+    checkpoint on disk is whole (a torn eval-log line is cut on resume). A second
+    Ctrl-C while a save finishes is ignored: it would interrupt the wait (a traceback,
+    and the save cut short); SIGTERM and kill -9 still end the process.
     """
+    import signal
+
     from cmrl_jax.results.checkpoint import SAVE_LOCK
 
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     print(message, file=sys.stderr, flush=True)
     sys.stdout.flush()
     with SAVE_LOCK:

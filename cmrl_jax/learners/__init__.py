@@ -39,6 +39,7 @@ from cmrl_jax.learners.base import (
     Params,
     Update,
     boolean,
+    int_in,
     nonnegative_int,
     number_in,
     positive_int,
@@ -47,8 +48,8 @@ from cmrl_jax.learners.common import LossInputs, UpdateInputs
 from cmrl_jax.learners.ppo.update import PPO
 
 __all__ = ["LEARNERS", "Learner", "LossInputs", "Metrics", "Option", "Params", "Update",
-           "UpdateInputs", "boolean", "get_learner", "nonnegative_int", "number_in",
-           "positive_int"]
+           "UpdateInputs", "boolean", "get_learner", "int_in", "nonnegative_int",
+           "number_in", "positive_int"]
 
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (A2C(), PPO())}
 """Learners by name (``--learner``; ``TrainConfig.learner``). A plug-in registers with

@@ -24,13 +24,14 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cmrl_jax.results import paths
 from cmrl_jax.errors import ConfigError
+from cmrl_jax.results import paths
 
 CONFIG_FILE = "config.json"
 EVAL_FILE = "eval.jsonl"
@@ -243,10 +244,31 @@ def find_run(results: Path, method: str | None = None, seed: int = 0,
     return with_seed[0]
 
 
+def temporaries(folder: Any, file_name: str, suffix: str = ".tmp") -> list[Path]:
+    """The temporary files a write of ``folder / file_name`` makes beside it and removes
+    (``write_text_atomic``: ``.<name>.XXXXXXXX.tmp``; with ``suffix`` the name's own, e.g.
+    ``.png``: ``.<stem>.XXXXXXXX.png``, the figure's); any found once no writer is alive
+    were left by a kill (-9) in the middle of that write."""
+    if not paths.is_local(folder) or not Path(folder).is_dir():
+        return []
+    stem = file_name if suffix == ".tmp" else file_name.removesuffix(suffix)
+    pattern = re.compile(rf"\.{re.escape(stem)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    return sorted(p for p in Path(folder).iterdir() if pattern.fullmatch(p.name))
+
+
 def write_table(folder: Path, name: str, markdown: str, summary: dict,
                 sweep: dict | None = None) -> tuple[Any, Any]:
     """Write ``table.md``, ``table.json`` (and ``sweep.json``), each atomically;
-    returns the two table paths."""
+    returns the two table paths.
+
+    Called under the folder's writer lock, it first removes the temporary files a
+    killed writer left of these files and of figure ``name`` (a kill -9 in the middle
+    of the final writes leaves the old file, or none, and its temporary file; never
+    half a file)."""
+    stale = [p for f in (TABLE_MD, TABLE_JSON, SWEEP_JSON) for p in temporaries(folder, f)]
+    for p in stale + temporaries(folder, figure_file(name), ".png"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
     md, js = folder / TABLE_MD, folder / TABLE_JSON
     write_text_atomic(md, markdown)
     write_text_atomic(js, json.dumps(summary, indent=1))
