@@ -188,7 +188,11 @@ EXIT = {"SIGKILL": -signal.SIGKILL, "SIGTERM": -signal.SIGTERM, "SIGINT": 130}
 
 def _command(folder: Path, learner: str, fault: tuple[str, int, str] | None) -> tuple[int, str]:
     """The table command on ``folder`` (with ``fault``: where, which write, which signal)."""
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    # Without WANDB_SERVICE: an in-process W&B run of an earlier test leaves its service's
+    # address there, and a child that inherits it logs through the parent's service (whose
+    # files are not complete when the child is killed).
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true")
     argv = ["-m", "experiments.table1"] if fault is None else ["-c", FAULT, *map(str, fault)]
     proc = subprocess.run([sys.executable, *argv, *CLI, "--learner", learner, "--out",
                            str(folder)], capture_output=True, text=True, env=env, timeout=600)
