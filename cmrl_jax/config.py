@@ -99,7 +99,8 @@ docs/design.md, "Sub-episode starts")."""
 
 ADDED_LATER = {"cell": "lstm", "learner": "a2c", "learner_options": (), "remat": "none",
                "subepisode_start": "same", "encoder": "flat",
-               "entropy_exploit_floor_start": 0.0, "entropy_exploit_floor_end": 0.0}
+               "entropy_exploit_floor_start": 0.0, "entropy_exploit_floor_end": 0.0,
+               "adam_eps": 1e-8}
 """TrainConfig fields newer than the first results folders, with the default they had then."""
 RUN_ADDED_LATER = {"learner_options": ()}
 """The same for RunSpec fields."""
@@ -162,6 +163,10 @@ class TrainConfig:
     # (docs/design.md, "Entropy").
     entropy_exploit_floor_start: float = 0.0
     entropy_exploit_floor_end: float = 0.0
+    # Adam's epsilon (added to the root of the second moment). Our loss is a mean per
+    # decision slot and per meta-episode, so many gradient entries are small (docs/design.md,
+    # "Optimizer"); where sqrt(nu) nears epsilon Adam's step shrinks below the learning rate.
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         """Validated on construction (``check``): a library user cannot build a config with an
@@ -258,7 +263,7 @@ class TrainConfig:
         for name in ("value_coef", "entropy_explore_start", "entropy_explore_end",
                      "entropy_exploit_start", "entropy_exploit_end", "max_grad_norm",
                      "reward_input_scale", "entropy_exploit_floor_start",
-                     "entropy_exploit_floor_end"):
+                     "entropy_exploit_floor_end", "adam_eps"):
             check_number(name, getattr(self, name))
         for run in self.runs:
             run.validate()

@@ -113,7 +113,8 @@ def make_heldout_runner(cfg: TrainConfig, runner: MetaEpisodeRunner,
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """Global-norm clipping then Adam's scaling; the (traced) learning rate is applied after."""
-    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.scale_by_adam())
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                       optax.scale_by_adam(eps=cfg.adam_eps))
 
 
 def make_train(cfg: TrainConfig, runner: MetaEpisodeRunner | None = None, mesh=None,

@@ -14,12 +14,13 @@ import pytest
 from cmrl_jax.commands.cli import parse_cli
 from cmrl_jax.commands.tables import (
     PPOOptions,
+    Recipe,
     TableArgs,
     TrainOptions,
     make_plan,
     resolve_options,
 )
-from cmrl_jax.config import ConfigError, get_learner
+from cmrl_jax.config import ConfigError, TrainConfig, get_learner
 from experiments import table1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,3 +171,41 @@ def test_an_oracle_without_the_env_argument_still_prints():
 
     assert oracle_text(lambda: "Oracle: 100 %.", object()) == "Oracle: 100 %."
     assert oracle_text(lambda env=None: f"got {env}", "E") == "got E"
+
+
+def _kinds_spec():
+    """Table 1 with an A2C recipe that sets one value for every program and one per kind."""
+    recipes = dict(table1.SPEC.recipes) | {"a2c": Recipe(
+        train=(("entropy_anneal_fraction", 0.4),),
+        concurrent=(("entropy_explore_start", 0.01),),
+        sequential=(("value_coef", 0.25),))}
+    return dataclasses.replace(table1.SPEC, recipes=recipes)
+
+
+def test_a_recipe_sets_values_per_kind_of_program_and_the_command_line_wins():
+    spec = _kinds_spec()
+    plan = make_plan(spec, TableArgs())
+    by_arch = {arch: cfg for arch, cfg in plan.programs}
+    seq, cmrl = by_arch["sequential"], by_arch["central_lstm"]
+    assert seq.entropy_anneal_fraction == cmrl.entropy_anneal_fraction == 0.4
+    assert (seq.entropy_explore_start, cmrl.entropy_explore_start) == (1.0, 0.01)
+    assert (seq.value_coef, cmrl.value_coef) == (0.25, 0.5)
+    _, sources = resolve_options(spec, TableArgs())
+    assert sources["entropy_anneal_fraction"] == "recipe a2c"
+    assert sources["entropy_explore_start"] == "recipe a2c (concurrent programs)"
+    assert sources["value_coef"] == "recipe a2c (sequential programs)"
+
+    # the command line wins in every program; another learner's recipe does not apply
+    plan = make_plan(spec, _args("--train.entropy-explore-start", "0.3", "--extra",
+                                 "value_coef=0.1"))
+    assert {(c.entropy_explore_start, c.value_coef) for _, c in plan.programs} == {(0.3, 0.1)}
+    plan = make_plan(spec, _args("--learner", "ppo"))
+    assert {(c.entropy_anneal_fraction, c.entropy_explore_start) for _, c in plan.programs} \
+        == {(TrainConfig().entropy_anneal_fraction, 1.0)}
+
+
+def test_a_recipe_refuses_a_value_it_may_not_set():
+    with pytest.raises(ValueError, match="'num_updates' is not a TrainConfig field"):
+        Recipe(train=(("num_updates", 5),))
+    with pytest.raises(ValueError, match="'gama' is not"):
+        Recipe(concurrent=(("gama", 0.9),))

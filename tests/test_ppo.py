@@ -235,7 +235,7 @@ def test_traced_options_share_one_program(tiny_chunk):
         ({"learner_options": (("clip", 0.0),)}, "clip must be a finite number > 0"),
         ({"learner_options": (("clip", -0.1),)}, "clip must be a finite number > 0"),
         ({"learner_options": (("gae_lambda", 1.5),)}, "gae_lambda must be"),
-        ({"learner_options": (("epochs", 0),)}, "epochs must be a positive integer"),
+        ({"learner_options": (("epochs", 0),)}, "epochs must be an integer from 1 to 100"),
         ({"learner_options": (("minibatches", 3),)}, "must divide the batch size"),
         ({"learner_options": (("momentum", 0.9),)}, "learner ppo has no option 'momentum'"),
         ({"runs": (RunSpec("Max-Until-Exploit", 0, 1e-3, learner_options=(("epochs", 2),)),)},
@@ -282,7 +282,8 @@ def test_ppo_learns_five_door_monty_hall():
 
 def test_a_tables_recipe_for_a_plug_in_and_what_overrides_it():
     """Table 1's recipes: PPO at 1e-3 for every row, a GRU with 32 units in every program;
-    --learning-rate and --extra hidden=N win over them; A2C + LSTM keep the paper's."""
+    --learning-rate and --extra hidden=N win over them; A2C + LSTM keep the paper's sizes
+    with A2C's own entropy recipe."""
     from cmrl_jax.commands.tables import TableArgs, make_plan
     from experiments.table1 import SPEC
 
@@ -294,7 +295,15 @@ def test_a_tables_recipe_for_a_plug_in_and_what_overrides_it():
 
     a2c, ppo = programs(), programs(learner="ppo")
     assert rates(a2c) == {2e-3} and rates(ppo) == {1e-3}
+    lambdas = {r.method: r.lambda_div for cfg in a2c.values() for r in cfg.runs}
+    assert lambdas["Max-Until-Exploit"] == 0.25 and lambdas["ERL2"] == 0.0
+    assert {r.lambda_div for cfg in ppo.values() for r in cfg.runs} == {0.0, SPEC.lambda_div}
     assert {c.learner for c in ppo.values()} == {"ppo"}
+    # A2C's entropy recipe per kind of memory; PPO keeps the table's base
+    assert {(arch, c.entropy_explore_start, c.entropy_anneal_fraction)
+            for arch, c in a2c.items()} == {("sequential", 1.0, 0.4), ("central_lstm", 0.01, 0.4)}
+    assert {(c.entropy_explore_start, c.entropy_anneal_fraction) for c in ppo.values()} \
+        == {(1.0, 0.6)}
     assert rates(programs(learner="ppo", learning_rate=3e-4)) == {3e-4}
     assert {c.hidden for c in a2c.values()} == {32, 16}
     assert {c.hidden for c in programs(cell="gru").values()} == {32}

@@ -82,10 +82,39 @@ class TableSpec:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A table's settings for one learner or cell, where they differ from its defaults."""
+    """A table's settings for one learner or cell, where they differ from its defaults.
+
+    ``train`` holds TrainConfig values (field, value) of every program; ``sequential`` and
+    ``concurrent`` those of the RL2 / ERL2 programs or of the CMRL programs only (they win
+    over ``train``). E.g. an entropy schedule tuned per kind of memory:
+    ``Recipe(concurrent=(("entropy_explore_start", 0.01),))``.
+    """
 
     learning_rate: float | None = None  # every row's
     hidden: int | None = None  # every program's memory size
+    lambda_div: float | None = None  # every CMRL row's with the divergence loss
+    train: tuple[tuple[str, Any], ...] = ()
+    sequential: tuple[tuple[str, Any], ...] = ()
+    concurrent: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        for group in ("train", "sequential", "concurrent"):
+            for key, _ in getattr(self, group):
+                if key in _RECIPE_FIXED or key not in _TRAIN_FIELDS:
+                    raise ValueError(f"Recipe.{group}: {key!r} is not a TrainConfig field a "
+                                     "recipe may set")
+
+    def values(self, kind: str) -> dict[str, Any]:
+        """The TrainConfig values of a program of ``kind`` ("sequential" or
+        "concurrent")."""
+        return dict(self.train) | dict(getattr(self, kind))
+
+
+# Decided by the table, the command or per program, never by a recipe's ``train`` values
+# (``hidden`` and the learning rate have their own recipe fields).
+_RECIPE_FIXED = ("runs", "env", "env_kwargs", "architecture", "learner", "learner_options",
+                 "cell", "hidden", "num_updates", "chunk_updates", "batch_size")
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 _TRAIN_DEFAULTS = TrainConfig()
@@ -138,6 +167,8 @@ class TrainOptions:
     """weight of the value loss"""
     max_grad_norm: _train(float, "max_grad_norm") = None
     """gradient clipping: largest global norm of an update's gradient"""
+    adam_eps: _train(float, "adam_eps") = None
+    """Adam's epsilon (added to the root of the second moment)"""
     reward_input_scale: _train(float, "reward_input_scale") = None
     """the previous reward is fed to the memory multiplied by this"""
     hidden: _unset(int, "INT", "(default: the recipe's, the table's, else the method's: "
@@ -287,11 +318,13 @@ def paper_row(auc: float, final: float, std: float, visited: float,
 def override_config(base: TrainConfig, extra: tuple[str, ...]) -> tuple[TrainConfig, set[str]]:
     """Apply ``--extra`` KEY=VALUE overrides, typed like the field they replace; returns the
     config and the keys set."""
-    fixed = ("runs", "env", "env_kwargs", "architecture", "learner", "learner_options")
+    sizes = ("batch_size", "num_updates", "chunk_updates")  # the command's own flags
+    fixed = ("runs", "env", "env_kwargs", "architecture", "learner", "learner_options", *sizes)
     known = {f.name: getattr(base, f.name) for f in dataclasses.fields(TrainConfig)
              if f.name not in fixed}
-    changes = parse_assignments("--extra", extra, known,
-                                lambda key: f"--extra: unknown or fixed config key {key!r}")
+    changes = parse_assignments("--extra", extra, known, lambda key: (
+        f"--extra {key}=... is the command's {_COMMAND_FLAGS[key]}: give that instead"
+        if key in sizes else f"--extra: unknown or fixed config key {key!r}"))
     return dataclasses.replace(base, **dict(changes)), {k for k, _ in changes}
 
 
@@ -307,13 +340,25 @@ _SPEC_DECIDES = ("env", "env_kwargs", "k_explore", "horizon", "num_updates")
 
 
 def _recipe(spec: TableSpec, args: TableArgs, key: str) -> tuple[Any, str | None]:
-    """The value of ``key`` in the table's recipe for the chosen learner, else cell, and
-    the recipe's name ((None, None) when neither sets it)."""
-    for name in (args.learner, args.cell):
+    """The value of ``key`` in the table's recipe for the chosen cell, else learner, and
+    the recipe's name ((None, None) when neither sets it). The cell's wins: it was measured
+    for that cell (e.g. Table 1's GRU keeps the entropy recipe it was measured with)."""
+    for name in (args.cell, args.learner):
         value = getattr(spec.recipes.get(name), key, None)
         if value is not None:
             return value, name
     return None, None
+
+
+def _recipe_values(spec: TableSpec, args: TableArgs, kind: str) -> dict[str, tuple[Any, str]]:
+    """TrainConfig values of the table's recipes for a program of ``kind`` ("sequential" or
+    "concurrent"), each with its recipe's name; the cell's win over the learner's."""
+    out: dict[str, tuple[Any, str]] = {}
+    for name in (args.learner, args.cell):  # the cell's last: it wins (``_recipe``)
+        recipe = spec.recipes.get(name)
+        if recipe is not None:
+            out.update({k: (v, name) for k, v in recipe.values(kind).items()})
+    return out
 
 
 def _check_typed(group: str, name: str, value: Any, check) -> None:
@@ -338,13 +383,16 @@ def resolve_options(spec: TableSpec, args: TableArgs) -> tuple[TrainConfig, dict
 
     Precedence, lowest first: TrainConfig's default < the table's (or env's) spec
     (``spec.base``; ``spec.sources`` names the source where it knows better than
-    ``spec.origin``) < the table's recipe for the chosen learner, then cell
-    (``spec.recipes``) < the command line: a typed option (``--train.gamma``,
-    ``--ppo.clip``) or its escape hatch (``--extra``, ``--learner-option``), which may not
-    both set a key; the command's own flags (``--cell``, ``--updates``, ...) likewise.
+    ``spec.origin``) < the table's recipe for the chosen learner, then cell (the cell's wins)
+    (``spec.recipes``; its TrainConfig values per kind of program are applied by
+    ``program_config``, and named here as their source) < the command line: a typed
+    option (``--train.gamma``, ``--ppo.clip``) or its escape hatch (``--extra``,
+    ``--learner-option``), which may not both set a key; the command's own flags
+    (``--cell``, ``--updates``, ...) likewise.
 
     Sources are by TrainConfig field, plus ``learning_rate`` (the runs': ``--sweep``,
-    ``--learning-rate``, a recipe, or the table's per row) and ``learner_options.<key>``
+    ``--learning-rate``, a recipe, or the table's per row), ``lambda_div`` (the CMRL rows':
+    ``--lambda-div``, a recipe, or the table's) and ``learner_options.<key>``
     per option of the learner. ``hidden`` is every program's unless its source is
     ``METHOD_DEFAULT``: then each program's method's (32 sequential, 16 CMRL), and the
     returned config holds the spec's placeholder. ``architecture`` and ``runs`` are per
@@ -378,7 +426,6 @@ def resolve_options(spec: TableSpec, args: TableArgs) -> tuple[TrainConfig, dict
     learner_options = learner_options + tuple(typed_learner.items())
 
     base = dataclasses.replace(spec.base, cell=args.cell, learner=args.learner,
-                               learner_options=learner_options,
                                subepisode_start=args.subepisode_start)  # checks their values
     for key in ("cell", "learner", "subepisode_start"):
         if getattr(args, key) != getattr(spec.base, key):
@@ -399,6 +446,10 @@ def resolve_options(spec: TableSpec, args: TableArgs) -> tuple[TrainConfig, dict
                                 if args.learning_rate is not None else f"recipe {rate_recipe}"
                                 if recipe_rate is not None else
                                 spec.sources.get("learning_rate") or spec.origin)
+    recipe_lambda, lambda_recipe = _recipe(spec, args, "lambda_div")
+    sources["lambda_div"] = ("--lambda-div" if args.lambda_div is not None
+                             else f"recipe {lambda_recipe}" if recipe_lambda is not None
+                             else spec.sources.get("lambda_div") or spec.origin)
 
     # the command line: --extra (escape hatch) or the typed --train.* options
     base, extra_keys = override_config(base, args.extra)  # --extra hidden=N: every program
@@ -415,12 +466,40 @@ def resolve_options(spec: TableSpec, args: TableArgs) -> tuple[TrainConfig, dict
     updates = spec.base.num_updates if args.updates is None else args.updates
     chunk = min(args.chunk_updates, updates)
     base = dataclasses.replace(base, num_updates=updates, chunk_updates=chunk,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size,
+                               learner_options=learner_options)  # checked on the final sizes
     for key in ("num_updates", "chunk_updates", "batch_size"):
         if getattr(base, key) != getattr(spec.base, key) or key == "num_updates" and \
                 args.updates is not None:
             sources[key] = _COMMAND_FLAGS[key]
+
+    # the recipes' TrainConfig values, per kind of program (``make_plan`` applies them)
+    by_kind = {kind: _recipe_values(spec, args, kind) for kind in _KINDS}
+    for key in set().union(*by_kind.values()):
+        if _from_command_line(sources[key]):
+            continue
+        kinds = [k for k in _KINDS if key in by_kind[k]]
+        name = by_kind[kinds[0]][key][1]
+        sources[key] = f"recipe {name}" + ("" if len(kinds) == len(_KINDS)
+                                           else f" ({kinds[0]} programs)")
     return base, sources
+
+
+_KINDS = ("sequential", "concurrent")
+
+
+def _from_command_line(source: str) -> bool:
+    """Whether a value's source (``resolve_options``) is the command line."""
+    return source.startswith("--") or source == "the command line"
+
+
+def program_config(spec: TableSpec, args: TableArgs, base: TrainConfig,
+                   sources: dict[str, str], concurrent: bool) -> TrainConfig:
+    """``base`` with the table's recipe values for a sequential or concurrent program, where
+    the command line did not set them (``resolve_options``'s ``sources``)."""
+    values = _recipe_values(spec, args, "concurrent" if concurrent else "sequential")
+    return dataclasses.replace(base, **{k: v for k, (v, _) in values.items()
+                                        if not _from_command_line(sources[k])})
 
 
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
@@ -460,6 +539,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     base, sources = resolve_options(spec, args)
 
     recipe_rate, _ = _recipe(spec, args, "learning_rate")
+    recipe_lambda, _ = _recipe(spec, args, "lambda_div")
     groups: dict[str, list[Row]] = {}
     for m in methods:
         row = by_label[m]
@@ -473,7 +553,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
         for row in rows:
             lam = 0.0
             if get_method(row.method).concurrent and row.divergence:
-                lam = spec.lambda_div if args.lambda_div is None else args.lambda_div
+                lam = args.lambda_div if args.lambda_div is not None else (
+                    spec.lambda_div if recipe_lambda is None else recipe_lambda)
             if args.sweep:
                 rates = spec.sweep_grid
             elif args.learning_rate is not None:
@@ -486,7 +567,8 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
         hidden = get_method(rows[0].method).hidden if sources["hidden"] == METHOD_DEFAULT \
             else base.hidden
-        cfg = dataclasses.replace(base, architecture=arch, hidden=hidden, runs=tuple(runs))
+        cfg = program_config(spec, args, base, sources, arch != "sequential")
+        cfg = dataclasses.replace(cfg, architecture=arch, hidden=hidden, runs=tuple(runs))
         env = cfg.validate(env)  # once per program; the env resolved and built once
         programs.append((arch, cfg))
 
