@@ -18,7 +18,8 @@ def test_table1_two_programs_with_paper_sizes():
     assert [r.method for r in seq.runs] == ["RL2"] * 3 + ["ERL2"] * 3
     assert [r.seed for r in cmrl.runs] == [0, 1, 2, 0, 1, 2]
     assert all(r.lambda_div == 0 for r in seq.runs)
-    assert all(r.lambda_div == table1.SPEC.lambda_div for r in cmrl.runs)
+    # A2C's recipe sets lambda_div (0.25) over the table's (0.5, PPO's and the GRU's)
+    assert all(r.lambda_div == table1.SPEC.recipes["a2c"].lambda_div == 0.25 for r in cmrl.runs)
     assert cmrl.num_updates == 10_000 and cmrl.batch_size == 128 and cmrl.k_explore == 10
 
 
@@ -80,7 +81,7 @@ def test_table4_is_one_program_differing_only_in_traced_values():
     by_row = {}
     for r in cfg.runs:
         by_row.setdefault(r.row, set()).add((get_method(r.method).scheme, r.lambda_div))
-    lam = table4.SPEC.lambda_div
+    lam = table4.SPEC.recipes["a2c"].lambda_div  # Table 1's A2C recipe
     assert by_row["Max+StDev-Until-Exploit"] == {("max_stdev", lam)}
     assert by_row["Zero-Until-Exploit"] == {("zero", lam)}
     assert by_row["Zero-Until-Exploit (no divergence)"] == {("zero", 0.0)}

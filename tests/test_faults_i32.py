@@ -23,6 +23,7 @@ import pytest
 from cmrl_jax.results.folder import temporaries, write_table
 from cmrl_jax_envs import xland_benchmarks as xb  # NumPy only
 from experiments import table1
+from tests.test_defects_i32 import _refused
 
 try:
     from cmrl_jax_envs import xland
@@ -42,16 +43,6 @@ XLAND_CLI = ["--env", ENV, "--env-option", "num_rulesets=16", "--updates", "2", 
              "--hidden", "8", "--methods", "ERL2", "--subepisode-start", "fresh", "--extra",
              "eval_batches=1", "eval_batch_size=4", "--no-progress"]
 INTERRUPTED = "interrupted: run the same command again to resume"
-
-
-def _refused(main, argv, capsys) -> str:
-    """``main(argv)`` exits 2 with one line on stderr; that line."""
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
 
 
 def _stray(folder: Path) -> list[str]:
