@@ -130,7 +130,8 @@ def test_sink_names_are_checked_before_anything_runs(monkeypatch):
                                           r"tensorboard, wandb"):
         parse_sinks(["nosuchsink"])
     monkeypatch.setitem(SINKS, "tensorboard",
-                        dataclasses.replace(SINKS["tensorboard"], module="no_such_module_xyz"))
+                        dataclasses.replace(SINKS["tensorboard"],
+                                            modules=("tensorboardX", "no_such_module_xyz")))
     with pytest.raises(ConfigError, match=r"--log tensorboard needs the 'tensorboard' extra: "
                                           r"pip install 'cmrl-jax\[tensorboard\]'"):
         parse_sinks(["tensorboard"])

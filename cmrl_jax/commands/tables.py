@@ -489,8 +489,8 @@ _KINDS = ("sequential", "concurrent")
 
 
 def _from_command_line(source: str) -> bool:
-    """Whether a value's source (``resolve_options``) is the command line."""
-    return source.startswith("--") or source == "the command line"
+    """Whether a TrainConfig value's source (``resolve_options``) is a command-line flag."""
+    return source.startswith("--")
 
 
 def program_config(spec: TableSpec, args: TableArgs, base: TrainConfig,

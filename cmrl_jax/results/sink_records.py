@@ -5,10 +5,11 @@ built-in sinks write only the (update, tag) pairs their files do not hold yet, s
 lost to a kill is written once and a row already there is never written twice. Both
 formats end with records a killed process may have cut short: a record that is short or
 fails its checksum ends what is read (everything after it is treated as never written).
+W&B (0.31) ships no reader of its transaction logs, so that one is written here.
 
-- TensorBoard event files (``events.out.tfevents.*``): TFRecords, each a little-endian
-  uint64 length, the masked CRC-32C of those 8 bytes, an ``Event`` proto, the masked
-  CRC-32C of the proto.
+- TensorBoard event files (``events.out.tfevents.*``): read with TensorBoard's own
+  ``RawEventFileLoader`` (the ``tensorboard`` extra installs it), which stops at a record
+  cut short or failing its CRC-32C.
 - W&B transaction logs (``<session>-<run id>[-<suffix>]/run-<run id>.wandb``, offline and
   online):
   a 7-byte header (``:W&B``, magic, version), then LevelDB-log records in 32 KiB blocks
@@ -28,34 +29,16 @@ Held = dict[int, set[str]]
 # ------------------------------------------------------------------ TensorBoard
 
 
-def _tfrecords(data: bytes) -> Iterator[bytes]:
-    """The whole, intact records of one event file's bytes, in order."""
-    from tensorboardX.record_writer import masked_crc32c
-
-    pos = 0
-    while pos + 12 <= len(data):
-        header = data[pos:pos + 8]
-        (length,) = struct.unpack("<Q", header)
-        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-        end = pos + 12 + length
-        if header_crc != masked_crc32c(header) or end + 4 > len(data):
-            return
-        body = data[pos + 12:end]
-        if struct.unpack("<I", data[end:end + 4])[0] != masked_crc32c(body):
-            return
-        yield body
-        pos = end + 4
-
-
 def tensorboard_held(logdir: Path) -> Held:
     """The scalars the event files of ``logdir`` hold (none if it does not exist)."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboardX.proto import event_pb2
 
     held: Held = {}
     if not logdir.is_dir():
         return held
     for path in sorted(logdir.glob("events.out.tfevents.*")):
-        for body in _tfrecords(path.read_bytes()):
+        for body in RawEventFileLoader(str(path)).Load():
             event = event_pb2.Event()
             event.ParseFromString(body)
             if event.HasField("summary"):

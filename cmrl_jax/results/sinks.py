@@ -248,13 +248,14 @@ class SinkKind:
     """A built-in sink: its factory and the extra (module) it needs."""
 
     factory: SinkFactory
-    module: str  # imported by the factory; absent: the extra is not installed
-    extra: str  # pip extra that installs it
+    modules: tuple[str, ...]  # imported by the sink; one absent: the extra is not installed
+    extra: str  # pip extra that installs them
 
 
 SINKS: dict[str, SinkKind] = {
-    "tensorboard": SinkKind(TensorBoardSink, "tensorboardX", "tensorboard"),
-    "wandb": SinkKind(WandbSink, "wandb", "wandb"),
+    # tensorboardX writes the event files, TensorBoard's loader reads them back on resume
+    "tensorboard": SinkKind(TensorBoardSink, ("tensorboardX", "tensorboard"), "tensorboard"),
+    "wandb": SinkKind(WandbSink, ("wandb",), "wandb"),
 }
 
 
@@ -268,7 +269,7 @@ def parse_sinks(names: Sequence[str]) -> tuple[str, ...]:
         kind = SINKS.get(name)
         if kind is None:
             raise ConfigError(f"--log: unknown sink {name!r}; known: {', '.join(SINKS)}")
-        if importlib.util.find_spec(kind.module) is None:
+        if any(importlib.util.find_spec(m) is None for m in kind.modules):
             raise ConfigError(f"--log {name} needs the {kind.extra!r} extra: "
                               f"pip install 'cmrl-jax[{kind.extra}]'")
         if name not in out:
