@@ -171,13 +171,25 @@ class Replay:
             cross = jax.tree.map(lambda *a: jnp.stack(a), *runs)
         return WindowStarts(explore_starts, exploit_starts, cross)
 
-    def replay_window(self, params, explore: bool, memory, x: jax.Array, steps: jax.Array):
-        """Re-run one window of stored inputs x [W, R, D] (memory steps [W, R]) from its
-        carried start ``memory`` (a constant: the gradient stops there) with the explore
-        or the exploit network -> (logits [W, R, P], values [W, R])."""
+    def replay_window(self, params, explore: bool, memory, x: jax.Array, steps: jax.Array,
+                      first: jax.Array | bool = False):
+        """Re-run one window of stored inputs x [W, R, D] (memory steps [W, R]) with the
+        explore or the exploit network -> (logits [W, R, P], values [W, R]).
+
+        The window starts from its carried ``memory``, a constant (the gradient stops
+        there: truncation), except the explore phase's first window (``first``, bool
+        scalar, may be traced): it starts from the learned initial memory under ``params``,
+        as the whole-meta-episode replay does, so its gradient trains the initial states
+        (and a later minibatch step starts it from the current parameters, not the
+        collecting ones). The exploit phase's first window starts from the hand-off's
+        carried memory: no exploit loss reaches back into the explore phase."""
         params = self.step_params(params)
         step = self.agent.explore_step if explore else self.agent.exploit_step
-        _, heads = self._replay_steps(step, params, jax.lax.stop_gradient(memory), x, steps)
+        memory = jax.lax.stop_gradient(memory)
+        if explore:
+            memory = jax.tree.map(lambda init, carried: jnp.where(first, init, carried),
+                                  self.agent.explore_carry(params), memory)
+        _, heads = self._replay_steps(step, params, memory, x, steps)
         return heads
 
     def rerun_explore(self, params, x: jax.Array, live: jax.Array):

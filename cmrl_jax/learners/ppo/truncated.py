@@ -38,6 +38,7 @@ class Window(NamedTuple):
     target: jax.Array  # float32 [W, R]
     memory: Any  # the carried memory at the window's start
     cross_memory: Any  # [num_derangements, ...] the divergence re-runs' starts, or None
+    first: jax.Array  # bool: the explore phase's first window (starts from the initial memory)
 
 
 def window_of(runner: MetaEpisodeRunner, c: Collected, starts: WindowStarts, explore: bool,
@@ -56,7 +57,7 @@ def window_of(runner: MetaEpisodeRunner, c: Collected, starts: WindowStarts, exp
                                 c.target_exploit)
         steps, memory, cross = t.live, pick(starts.exploit), None
     return Window(jax.tree.map(cut, t), cut(steps), cut(logp), cut(adv), cut(target), memory,
-                  cross)
+                  cross, jnp.logical_and(explore, i == 0))
 
 
 def normalized_window(w: Window) -> Window:
@@ -70,29 +71,35 @@ def ppo_window_loss(runner: MetaEpisodeRunner, cfg, params, w: Window, inputs: L
     """PPO's loss of one window (scalar) and diagnostics: truncated backpropagation.
 
     The agent re-runs the window's stored inputs from its carried start memory
-    (``MetaEpisodeRunner.replay_window``: no gradient flows to earlier windows); the
-    policy term uses ``w``'s advantages (possibly normalised: ``normalized_window``), the
-    value term ``w``'s targets. A mean per decision slot of the window, as
-    ``ppo_meta_episode_loss`` is of a meta-episode, with the phase's entropy coefficient;
-    an explore window of a concurrent program also carries the divergence term over its
-    steps, each derangement's re-run from its own carried memory.
+    (``MetaEpisodeRunner.replay_window``: no gradient flows to earlier windows; the explore
+    phase's first window starts from the learned initial memory); the policy term uses
+    ``w``'s advantages (possibly normalised: ``normalized_window``), the value term ``w``'s
+    targets, with the phase's entropy coefficient; an explore window of a concurrent
+    program also carries the divergence term over its steps, each derangement's re-run
+    from its own carried memory (the first window's from the initial memory).
+
+    Scaled as the window's share of ``ppo_meta_episode_loss``: the PPO terms are divided
+    by the meta-episode's decision slots, (K + 1) H, and L_D (a sum over steps) is the
+    window's steps' part, so at the collecting parameters the windows' losses sum to the
+    whole meta-episode's and lambda_div weighs L_D against PPO as it does there.
     """
     t, policy, opts = w.steps, runner.policy, inputs.options
     entropy_coef = inputs.entropy_explore if explore else inputs.entropy_exploit
-    logits, value = runner.replay_window(params, explore, w.memory, t.x, w.memory_steps)
+    logits, value = runner.replay_window(params, explore, w.memory, t.x, w.memory_steps,
+                                         w.first)
     terms = ppo_terms(policy.log_prob(logits, t.action), w.logp, w.advantage, value, t.value,
                       w.target, policy.entropy(logits, t.action), t.live, opts.clip,
                       opts.value_clip)
     bonus = terms if explore else with_floor(terms, policy, logits, t, inputs.entropy_floor)
-    loss = (terms.policy + cfg.value_coef * terms.value - entropy_coef * bonus.entropy) \
-        / t.live.size
+    slots = (cfg.k_explore + 1) * cfg.horizon  # the meta-episode's: T_e R + H
+    loss = (terms.policy + cfg.value_coef * terms.value - entropy_coef * bonus.entropy) / slots
     l_div = jnp.zeros(())
     if explore and cfg.concurrent:
         div = runner.policy.divergence(cfg.divergence)
         for j, perm in enumerate(inputs.perms):
             start = jax.tree.map(lambda a: a[j], w.cross_memory)  # noqa: B023
             cross, _ = runner.replay_window(params, True, start, t.x[:, perm],
-                                            w.memory_steps[:, perm])
+                                            w.memory_steps[:, perm], w.first)
             l_div += cross_divergence(logits, cross, perm, t.live, div)
         l_div /= cfg.num_derangements
     live = jnp.maximum(jnp.sum(t.live), 1)
@@ -140,11 +147,15 @@ def truncated_update(runner, cfg, mesh, epochs, window: int,
         (params, opt_state), (loss_exploit, info_exploit, norm_exploit) = phase(
             carry, False, cfg.horizon // window, k_exploit)
         both = lambda a, b: jnp.mean(jnp.concatenate([a.ravel(), b.ravel()]))  # noqa: E731
+        # a meta-episode's loss and L_D are its windows' sum (each window's: the mean over
+        # its epochs' steps), comparable with the whole-meta-episode update's
+        per_window = lambda a: jnp.mean(jnp.reshape(a, (a.shape[0], -1)), axis=1)  # noqa: E731
+        total = lambda *parts: sum(jnp.sum(per_window(a)) for a in parts)  # noqa: E731
         stats = batch_stats(batch.episode)
         metrics = PPOMetrics(
-            loss=both(loss_explore, loss_exploit),
-            ppo=both(info_explore.ppo, info_exploit.ppo),
-            divergence=jnp.mean(info_explore.divergence),
+            loss=total(loss_explore, loss_exploit),
+            ppo=total(info_explore.ppo, info_exploit.ppo),
+            divergence=total(info_explore.divergence),
             entropy_explore=jnp.mean(info_explore.entropy_explore),
             entropy_exploit=jnp.mean(info_exploit.entropy_exploit),
             grad_norm=both(norm_explore, norm_exploit),
