@@ -15,19 +15,27 @@ is reached (reward 1 - 0.9 t / max_steps, xminigrid's) or after H decisions;
 ``info["goal"]`` is 0 on the step that reaches it, so success (the default for
 envs that report goals) is: the exploit sub-episode reaches the ruleset's goal.
 
-Held-out rulesets: ``holdout`` (0.2) of the benchmark's rulesets, after a shuffle seeded by
-``seed``, are kept out of training (``split=train``); every evaluation also runs on them
-(``EnvSpec.heldout``), and tables show both (AMAGO's 80 / 20 protocol on XLand).
+Held-out tasks: ``holdout`` (0.2) of the benchmark's goals are kept out of training
+(``split=train``): a ruleset is held out when a seeded hash of its goal (the goal row: kind
+and arguments) falls under ``holdout``, so no training ruleset has a held-out ruleset's goal,
+and a ruleset's side depends on its content and ``seed`` alone, not on ``num_rulesets``
+(a larger offline benchmark extends both sides). ``holdout_by=rulesets`` hashes the whole
+ruleset (goal, rules, initial objects) instead: unseen rulesets, possibly of seen goals.
+Identical rulesets are kept once. Every evaluation also runs on the held-out part
+(``EnvSpec.heldout``), tables show both (AMAGO's 80 / 20 protocol on XLand, by goal), and
+one line says what was held out (``describe_split``: rulesets, goals, duplicates).
 
 Benchmarks: ``benchmark_path=`` a file of xminigrid's format (``xminigrid.load_benchmark``
 downloads the official ones; pass the downloaded file), or none: a small seeded
 benchmark is built offline and cached outside the repository
 (``cmrl_jax_envs.xland_benchmarks``), said so on the first line; the cache is checked
 against the build (count and content hash) and rebuilt when damaged, said in one more
-line. Bad options (``holdout``, ``split``, a ``num_rulesets`` the holdout leaves empty)
-are refused before any benchmark is read, built, written or anything printed.
+line. Bad options (``holdout``, ``split``, ``holdout_by``, an offline benchmark the holdout
+leaves a side of empty) are refused before any benchmark is read, built, written or
+anything printed.
 """
 
+import hashlib
 import sys
 from typing import Any
 
@@ -171,50 +179,118 @@ def _check_id(prefix: str, env_id: str) -> None:
         raise ConfigError(f"unknown {prefix} env {env_id!r}; xminigrid has: {', '.join(known)}")
 
 
-def check_split(holdout: float, split: str, n: int | None = None) -> None:
-    """ConfigError (one line) for a ``holdout`` / ``split`` no benchmark of ``n`` rulesets
-    (None: not known yet) can serve: made before any benchmark is read or built."""
+HOLDOUT_BY = ("goals", "rulesets")
+
+
+def check_split(holdout: float, split: str, by: str = "goals") -> None:
+    """ConfigError (one line) for a ``holdout`` / ``split`` / ``by`` (``holdout_by``) no
+    benchmark can serve: made before any benchmark is read or built."""
     if isinstance(holdout, bool) or not isinstance(holdout, int | float) or \
             not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
     if split not in ("train", "test"):
         raise ConfigError(f"split must be train or test, got {split!r}")
+    if by not in HOLDOUT_BY:
+        raise ConfigError(f"holdout_by must be {' or '.join(HOLDOUT_BY)}, got {by!r}")
     if holdout == 0 and split == "test":
         raise ConfigError("split=test needs holdout > 0")
-    if n is None:
-        return
-    held = round(n * holdout)
-    if holdout > 0 and not 0 < held < n:
-        raise ConfigError(f"holdout {holdout} of {n} rulesets leaves "
-                          f"{'no held-out' if held == 0 else 'no training'} ruleset")
 
 
-def split_rulesets(bench: dict, holdout: float, seed: int, split: str) -> dict:
-    """The ``split`` ("train" or "test") of ``bench`` after a seeded shuffle: the last
-    ``round(N * holdout)`` rulesets are held out (AMAGO's 80 / 20 at 0.2); ConfigError
-    (one line) for a split that would hold no ruleset (``check_split``)."""
+def _parts(bench: dict, by: str) -> list[np.ndarray]:
+    """The rulesets' identities as uint8 arrays [N, L] (xminigrid's encodings are uint8):
+    the goal rows [N, 5] for ``by="goals"``; for ``"rulesets"`` also the rules [N, R * 7]
+    and initial tiles [N, T * 2]."""
     n = len(bench["goals"])
-    check_split(holdout, split, n)
-    held = round(n * holdout)
-    order = np.random.default_rng(seed).permutation(n)
-    keep = order[n - held:] if split == "test" else order[:n - held]
+    keys = ("goals",) if by == "goals" else ("goals", "rules", "init_tiles")
+    return [np.asarray(bench[k], np.uint8).reshape(n, -1) for k in keys]
+
+
+def _unit_hash(parts: list[np.ndarray], seed: int) -> float:
+    """A hash in [0, 1) of ``seed`` and ``parts`` (1-D uint8): blake2b, stable across
+    processes (Python's hash() of bytes is salted per process). Trailing zeros are padding
+    (empty rules, empty tiles): stripped, a ruleset hashes alike whatever R and T its
+    benchmark pads to."""
+    h = hashlib.blake2b(str(seed).encode(), digest_size=8)
+    for part in parts:
+        data = part.tobytes().rstrip(b"\0")
+        h.update(len(data).to_bytes(4, "little") + data)
+    return int.from_bytes(h.digest(), "little") / 2.0 ** 64
+
+
+def held_out(bench: dict, holdout: float, seed: int,
+             by: str = "goals") -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rulesets of ``bench`` (goal, rules and initial tiles; the first of
+    identical ones) as indices into it (int [M], ascending), and which of them are held out
+    (bool [M]): those whose goal (``by="goals"``) or whole ruleset (``"rulesets"``) hashes
+    with ``seed`` under ``holdout``. A ruleset's side reads only its content, so it is the
+    same in every benchmark holding it, and all rulesets of a goal share one side."""
+    whole = np.concatenate(_parts(bench, "rulesets"), axis=1)
+    kept = np.sort(np.unique(whole, axis=0, return_index=True)[1])
+    parts = [p[kept] for p in _parts(bench, by)]
+    # one hash per distinct identity: large benchmarks repeat goals many times over
+    ids, inverse = np.unique(np.concatenate(parts, axis=1), axis=0, return_inverse=True)
+    cuts = np.cumsum([p.shape[1] for p in parts])[:-1]
+    under = np.array([_unit_hash(np.split(i, cuts), seed) < holdout for i in ids], bool)
+    return kept, under[inverse.reshape(-1)]
+
+
+def _distinct(rows: np.ndarray) -> int:
+    """How many distinct rows ``rows`` [M, L] holds."""
+    return len(np.unique(rows, axis=0))
+
+
+def _phrase(bench: dict, kept: np.ndarray, held: np.ndarray, holdout: float, seed: int,
+            by: str) -> str:
+    """What ``held_out``'s ``kept`` / ``held`` hold out of ``bench``, counted (one line)."""
+    goals = np.asarray(bench["goals"])[kept]
+    shared = _distinct(goals[held]) + _distinct(goals[~held]) - _distinct(goals)
+    return (f"held out by {by} (holdout {holdout}, seed {seed}): {int(held.sum())} of "
+            f"{len(kept)} rulesets, {_distinct(goals[held])} of {_distinct(goals)} goals "
+            f"({shared} also trained on), {len(bench['goals']) - len(kept)} duplicate "
+            "ruleset(s) dropped")
+
+
+def describe_split(bench: dict, holdout: float, seed: int, by: str = "goals") -> str:
+    """``split_rulesets``'s split of ``bench`` in one line: by what, rulesets and goals on
+    the held-out side, goals on both sides, duplicates dropped."""
+    return _phrase(bench, *held_out(bench, holdout, seed, by), holdout, seed, by)
+
+
+def split_rulesets(bench: dict, holdout: float, seed: int, split: str,
+                   by: str = "goals") -> dict:
+    """The ``split`` ("train" or "test") of ``bench``'s distinct rulesets as ``held_out``
+    decides it (every array indexed alike: [M', ...]); ConfigError (one line) for bad
+    options (``check_split``) or a holdout that leaves one side empty, with the counts."""
+    check_split(holdout, split, by)
+    kept, held = held_out(bench, holdout, seed, by)
+    if holdout > 0 and (held.all() or not held.any()):
+        raise ConfigError(f"holdout {holdout} of {len(kept)} rulesets leaves "
+                          f"{'no training' if held.all() else 'no held-out'} ruleset; "
+                          f"{_phrase(bench, kept, held, holdout, seed, by)}")
+    keep = kept[held] if split == "test" else kept[~held]
     return {k: v[keep] for k, v in bench.items()}
 
 
 def _xland_factory(env_id: str):
     def factory(benchmark_path: str = "", num_rulesets: int = 1024, seed: int = 0,
                 rules: int = 1, distractors: int = 2, holdout: float = 0.2,
-                split: str = "train", view_size: int = 5, max_steps: int = 0):
+                split: str = "train", holdout_by: str = "goals", view_size: int = 5,
+                max_steps: int = 0):
         """``benchmark_path``: a benchmark file (empty: a seeded one built offline from
         ``num_rulesets``, ``seed``, ``rules``, ``distractors``); ``holdout``: the fraction
-        of rulesets held out of training (shuffled by ``seed``; 0: none), ``split``: which
-        part this env draws from (train / test); ``view_size``: the agent's view;
-        ``max_steps``: xminigrid's step limit per sub-episode (0: its 3 * h * w)."""
+        of goals (``holdout_by=goals``) or of rulesets (``rulesets``) held out of training,
+        drawn by a hash with ``seed`` (0: none); ``split``: which part this env draws from
+        (train / test); ``view_size``: the agent's view; ``max_steps``: xminigrid's step
+        limit per sub-episode (0: its 3 * h * w)."""
         # every refusal first: nothing read, built, written or printed before it
-        check_split(holdout, split)
+        check_split(holdout, split, holdout_by)
         if not benchmark_path:
             xland_benchmarks.check_build(num_rulesets, rules, distractors)
-            check_split(holdout, split, num_rulesets)
+            # the sides are known only from the rulesets: split a build in memory (cheap)
+            # so that an empty side is refused before the cache is written
+            split_rulesets(xland_benchmarks.build_benchmark(num_rulesets, seed, rules,
+                                                            distractors),
+                           holdout, seed, split, holdout_by)
         xparams = {"view_size": view_size} | ({"max_steps": max_steps} if max_steps else {})
         env = XLandMiniGrid(env_id, True, **xparams)
         if benchmark_path:
@@ -227,10 +303,12 @@ def _xland_factory(env_id: str):
                       f"{path}")
             if note is not None:
                 _say_once(f"{env_id}: {note}")
-        bench = split_rulesets(bench, holdout, seed, split)
+        part = split_rulesets(bench, holdout, seed, split, holdout_by)
+        if holdout > 0:
+            _say_once(f"{env_id}: {describe_split(bench, holdout, seed, holdout_by)}")
         params = env.default_params.replace(
-            goals=jnp.asarray(bench["goals"]), rules=jnp.asarray(bench["rules"]),
-            init_tiles=jnp.asarray(bench["init_tiles"]))
+            goals=jnp.asarray(part["goals"]), rules=jnp.asarray(part["rules"]),
+            init_tiles=jnp.asarray(part["init_tiles"]))
         return env, params
 
     return factory

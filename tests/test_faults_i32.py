@@ -370,6 +370,9 @@ def test_sigint_while_xland_compiles_then_resume_with_tensorboard(tmp_path):
     path = cache / path.relative_to(path.parents[2])
     assert lines == [f"XLand-MiniGrid-R1-9x9: no benchmark_path given; using 16 rulesets "
                      f"built offline (seed 0, 1 rule(s), 2 distractor(s)): {path}",
+                     "XLand-MiniGrid-R1-9x9: held out by goals (holdout 0.2, seed 0): 1 of 16 "
+                     "rulesets, 1 of 15 goals (0 also trained on), 0 duplicate ruleset(s) "
+                     "dropped",
                      INTERRUPTED], err
     assert [p.name for p in (cache / "cmrl_jax" / "xland").iterdir()] == [path.name]
     assert xb.digest(xb.load_benchmark(path)) == xb.digest(xb.build_benchmark(16))

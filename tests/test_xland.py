@@ -6,6 +6,7 @@ Needs the ``xland`` extra (``make install`` has it; CI installs it).
 import bz2
 import json
 import pickle
+import re
 
 import jax
 import jax.numpy as jnp
@@ -163,32 +164,114 @@ def test_tiny_training_run_is_finite():
     assert np.all(np.asarray(metrics.finite))
     stats = trainer.evaluate(state, hp)
     assert 0.0 <= float(stats.success[0]) <= 1.0
-    held = trainer.evaluate_heldout(state, hp)  # 16 rulesets: 13 to train on, 3 held out
+    held = trainer.evaluate_heldout(state, hp)  # 16 rulesets: 15 to train on, 1 held out
     assert 0.0 <= float(held.success[0]) <= 1.0
 
 
+def _rows(part, keys=("goals", "rules", "init_tiles")):
+    """The rulesets of ``part`` (goal, rules, initial tiles; or ``keys``) as a list of bytes."""
+    n = len(part["goals"])
+    flat = np.concatenate([part[k].reshape(n, -1) for k in keys], axis=1)
+    return [bytes(row) for row in flat]
+
+
 def test_rulesets_split_into_training_and_heldout():
-    """A seeded shuffle, then the last round(N * holdout) rulesets held out; the two
-    splits are disjoint and cover the benchmark; impossible splits are one line."""
+    """The two splits are disjoint and cover the benchmark's rulesets; impossible splits are
+    one line, a holdout that leaves a side empty with its counts."""
     from cmrl_jax_envs.xland import split_rulesets
 
     bench = xb.build_benchmark(10, seed=1)
-    train = split_rulesets(bench, 0.2, 0, "train")
-    test = split_rulesets(bench, 0.2, 0, "test")
-    assert len(train["goals"]) == 8 and len(test["goals"]) == 2
-    rows = {bytes(np.concatenate([b["goals"][i], b["init_tiles"][i].ravel()]))
-            for b in (train, test) for i in range(len(b["goals"]))}
-    assert len(rows) == 10
-    for holdout, split, message in [(0.01, "train", "leaves no held-out ruleset"),
-                                    (0.99, "train", "leaves no training ruleset"),
-                                    (1.0, "train", r"holdout must be in \[0, 1\)"),
-                                    (0.0, "test", "split=test needs holdout > 0"),
-                                    (0.2, "valid", "split must be train or test")]:
-        with pytest.raises(ConfigError, match=message):
-            split_rulesets(bench, holdout, 0, split)
+    train = split_rulesets(bench, 0.05, 0, "train")
+    test = split_rulesets(bench, 0.05, 0, "test")
+    assert len(test["goals"]) > 0 and len(train["goals"]) > 0
+    assert sorted(_rows(train) + _rows(test)) == sorted(_rows(bench))
+    for k in xb.KEYS:  # each array indexed alike: the kept rulesets, in benchmark order
+        assert len(train[k]) == len(train["goals"]) and train[k].shape[1:] == bench[k].shape[1:]
+    for holdout, split, by, message in [
+            (0.01, "train", "goals", re.escape(
+                "holdout 0.01 of 10 rulesets leaves no held-out ruleset; held out by goals "
+                "(holdout 0.01, seed 0): 0 of 10 rulesets, 0 of 10 goals")),
+            (0.99, "train", "goals", "leaves no training ruleset"),
+            (1.0, "train", "goals", r"holdout must be in \[0, 1\)"),
+            (0.0, "test", "goals", "split=test needs holdout > 0"),
+            (0.2, "valid", "goals", "split must be train or test"),
+            (0.2, "train", "goal", "holdout_by must be goals or rulesets, got 'goal'")]:
+        with pytest.raises(ConfigError, match=message) as e:
+            split_rulesets(bench, holdout, 0, split, by=by)
+        assert "\n" not in str(e.value)
     spec = env_spec(ENV)
     assert spec.heldout({"num_rulesets": 8}) == {"num_rulesets": 8, "split": "test"}
+    assert spec.heldout({"holdout_by": "rulesets"}) == {"holdout_by": "rulesets",
+                                                         "split": "test"}
     assert spec.heldout({"holdout": 0.0}) is None
+
+
+@pytest.mark.parametrize("by", ["goals", "rulesets"])
+@pytest.mark.parametrize("rules", [1, 0])
+def test_heldout_rulesets_are_new_and_stable_across_sizes(by, rules):
+    """Issue 31: by goals, no held-out goal is a training goal; either way no ruleset is on
+    both sides, and a ruleset keeps its side when the benchmark grows (512 -> 1024 rulesets,
+    prefix-stable builds): held-out numbers never score a training task."""
+    from cmrl_jax_envs.xland import split_rulesets
+
+    small, big = (xb.build_benchmark(n, seed=0, rules=rules) for n in (512, 1024))
+    assert all(np.array_equal(small[k], big[k][:512]) for k in xb.KEYS)  # prefix-stable
+    sides = {n: {s: split_rulesets(b, 0.2, 0, s, by=by) for s in ("train", "test")}
+             for n, b in ((512, small), (1024, big))}
+    for side in sides.values():
+        train, test = (set(_rows(side[s])) for s in ("train", "test"))
+        assert train and test and not train & test
+        assert len(train) + len(test) == sum(len(side[s]["goals"]) for s in side)  # no dup
+        goals = [set(_rows(side[s], ("goals",))) for s in ("train", "test")]
+        if by == "goals":
+            assert not goals[0] & goals[1]
+        else:  # whole rulesets: held-out ones mostly share their goal with training ones
+            assert goals[0] & goals[1]
+    assert sorted(_rows(sides[1024]["train"]) + _rows(sides[1024]["test"])) == \
+        sorted(set(_rows(big)))  # every distinct ruleset, on one side
+    for s in ("train", "test"):
+        assert set(_rows(sides[512][s])) <= set(_rows(sides[1024][s]))
+
+
+@pytest.mark.parametrize("by", ["goals", "rulesets"])
+def test_duplicate_rulesets_are_kept_once_and_padding_is_not_content(by):
+    """A benchmark holding some rulesets twice splits as the one without the copies; a
+    ruleset padded to more rules or tiles (trailing zeros) lands on the same side."""
+    from cmrl_jax_envs.xland import split_rulesets
+
+    bench = xb.build_benchmark(64, seed=2, rules=0)
+    twice = {k: np.concatenate([v, v[::-1][:40]]) for k, v in bench.items()}
+    padded = {**bench, "rules": np.pad(bench["rules"], ((0, 0), (0, 1), (0, 0))),
+              "init_tiles": np.pad(bench["init_tiles"], ((0, 0), (0, 2), (0, 0)))}
+    for s in ("train", "test"):
+        want = split_rulesets(bench, 0.3, 0, s, by=by)
+        got = split_rulesets(twice, 0.3, 0, s, by=by)
+        assert all(np.array_equal(got[k], want[k]) for k in xb.KEYS)
+        assert np.array_equal(split_rulesets(padded, 0.3, 0, s, by=by)["goals"], want["goals"])
+
+
+def test_the_env_says_its_split_and_refuses_bad_ones_before_any_output(tmp_path, capsys,
+                                                                       monkeypatch):
+    """The split that runs is said once, after the benchmark's line; a bad ``holdout_by``
+    or a holdout that leaves a side empty is one line before any cache or output."""
+    from cmrl_jax_envs import xland
+
+    for options, message in [({"holdout_by": "tasks"},
+                              "holdout_by must be goals or rulesets, got 'tasks'"),
+                             ({"num_rulesets": 8}, "holdout 0.2 of 8 rulesets leaves no "
+                                                   "held-out ruleset; held out by goals")]:
+        with pytest.raises(ConfigError, match=message) as e:
+            make_env(ENV, **options)
+        assert "\n" not in str(e.value)
+        assert capsys.readouterr().err == "" and not (tmp_path / "cache").exists()
+    monkeypatch.setattr(xland, "_SAID", set())
+    make_env(ENV, num_rulesets=64, holdout_by="rulesets")
+    make_env(ENV, num_rulesets=64, holdout_by="rulesets", split="test")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "64 rulesets built offline" in err[0], err
+    assert err[1].startswith(f"{ENV.split(':')[1]}: held out by rulesets (holdout 0.2, "
+                             "seed 0): "), err
+    assert err[1].endswith(" 0 duplicate ruleset(s) dropped"), err
 
 
 def test_throughput_benchmark_refuses_bad_sizes_and_tabulates(capsys, tmp_path):
