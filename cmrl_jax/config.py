@@ -11,12 +11,20 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cmrl_jax.agent.cells import CELLS
+from cmrl_jax.agent.cells import (  # noqa: F401 - the commands' way in
+    CELL_PLUGINS,
+    CELLS,
+    get_cell,
+)
 from cmrl_jax.agent.encoders import ENCODERS
 from cmrl_jax.agent.networks import ARCHITECTURES
 from cmrl_jax.divergence import DIVERGENCES
 from cmrl_jax.errors import ConfigError, check_number
-from cmrl_jax.learners import LEARNERS, get_learner  # noqa: F401 - the commands' way in
+from cmrl_jax.learners import (  # noqa: F401 - the commands' way in
+    LEARNER_PLUGINS,
+    LEARNERS,
+    get_learner,
+)
 from cmrl_jax.rewards import SCHEMES
 
 if TYPE_CHECKING:  # registry imports gymnax, which starts JAX's backend: never at run time
@@ -142,8 +150,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     eval_greedy: bool = False
     runs: tuple[RunSpec, ...] = field(default_factory=tuple)
-    cell: str = "lstm"  # the memory cell of every topology (networks: cells.CELLS)
-    learner: str = "a2c"  # what turns meta-episodes into updates (learners.LEARNERS)
+    cell: str = "lstm"  # the memory cell of every topology (cells.get_cell: a name, module:name)
+    learner: str = "a2c"  # what turns meta-episodes into updates (learners.get_learner)
     learner_options: tuple[tuple[str, Any], ...] = ()  # the learner's options (its defaults)
     # "step": rematerialise every differentiated step (jax.checkpoint; engine.REMAT): memory
     # for long meta-episodes, for about one more forward pass of compute; "segments": in
@@ -219,13 +227,14 @@ class TrainConfig:
 
         JAX-free and import-free: the env's name and options are checked by
         ``validate``, because resolving an env imports gymnax, which starts JAX's
-        backend (``--distributed`` must join its cluster before that)."""
+        backend (``--distributed`` must join its cluster before that). A plug-in cell or
+        learner (an entry point, ``module:name``) is imported here: its module must not
+        import gymnax at its top (docs/extending.md, "Learners")."""
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown architecture {self.architecture!r}; known: {', '.join(ARCHITECTURES)}"
             )
-        if self.cell not in CELLS:
-            raise ConfigError(f"unknown cell {self.cell!r}; known: {', '.join(CELLS)}")
+        get_cell(self.cell)  # a built-in, an entry point or module:name; else one line
         if self.remat not in REMAT:
             raise ConfigError(f"unknown remat {self.remat!r}; known: {', '.join(REMAT)}")
         if self.subepisode_start not in START_PROTOCOLS:
@@ -234,8 +243,7 @@ class TrainConfig:
         if self.encoder not in ENCODERS:
             raise ConfigError(
                 f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}")
-        if self.learner not in LEARNERS:
-            raise ConfigError(f"unknown learner {self.learner!r}; known: {', '.join(LEARNERS)}")
+        learner = get_learner(self.learner)  # as the cell
         if self.divergence not in DIVERGENCES:
             raise ConfigError(
                 f"unknown divergence {self.divergence!r}; known: {', '.join(DIVERGENCES)}"
@@ -278,7 +286,7 @@ class TrainConfig:
         for scheme in {get_method(r.method).scheme for r in self.runs}:
             if scheme not in SCHEMES:
                 raise ConfigError(f"unknown reward scheme {scheme!r}")
-        LEARNERS[self.learner].check(self)  # its options, and the runs' values of them
+        learner.check(self)  # its options, and the runs' values of them
 
     @property
     def exploit_floor(self) -> bool:

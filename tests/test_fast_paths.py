@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cmrl_jax.agent.cells import CELL_PLUGINS
 from cmrl_jax.agent.engine import MetaEpisodeRunner
 from cmrl_jax.agent.inputs import constant_inputs
 from cmrl_jax.agent.networks import ARCHITECTURES, make_agent
@@ -86,7 +87,12 @@ def test_no_declaration_no_change():
     assert runner.step_params(p) is p
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+# Every cell the resolver knows (the built-ins, installed entry points: the minGRU) and the
+# documented example of a cell from outside the library.
+EVERY_CELL = (*CELL_PLUGINS.names(), "examples.elman_cell:ELMAN")
+
+
+@pytest.mark.parametrize("cell", EVERY_CELL)
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_compact_step_equals_full_step(arch, cell):
     """One explore and one exploit step of every agent and cell: compact input with folded

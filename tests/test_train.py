@@ -152,7 +152,8 @@ def test_gru_trains_resumes_and_is_refused_by_an_lstm_folder(tmp_path):
     [
         ({"env": "nope"}, "unknown env"),
         ({"architecture": "gru"}, "unknown architecture"),
-        ({"cell": "transformer"}, "unknown cell 'transformer'; known: lstm, gru"),
+        ({"cell": "transformer"}, "unknown cell 'transformer'; known: lstm, gru, mingru; "
+                                  "or module:name"),
         ({"k_explore": 0}, "k_explore"),
         ({"batch_size": 0}, "batch_size"),
         ({"num_updates": -5}, "num_updates"),
@@ -191,8 +192,9 @@ def test_config_validation(change, message):
         (["--lambda-div", "-1"], "--lambda-div"),
         (["--extra", "k_explore=0"], "k_explore"),
         (["--extra", "nonsense=1"], "unknown or fixed"),
-        (["--cell", "transformer"], "unknown cell 'transformer'; known: lstm, gru"),
-        (["--learner", "sgd"], "unknown learner 'sgd'; known: a2c, ppo"),
+        (["--cell", "transformer"], "unknown cell 'transformer'; known: lstm, gru, mingru; "
+                                    "or module:name"),
+        (["--learner", "sgd"], "unknown learner 'sgd'; known: a2c, ppo; or module:name"),
         (["--learner", "ppo", "--learner-option", "clip=0"], "clip must be a finite number > 0"),
         (["--learner", "ppo", "--learner-option", "clip=x"], "clip expects float"),
         (["--learner", "ppo", "--learner-option", "minibatches=5"], "must divide the batch"),

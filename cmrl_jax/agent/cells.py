@@ -1,7 +1,9 @@
-"""Memory cells the agent topologies are built from: LSTM and GRU (``CELLS``).
+"""Memory cells the agent topologies are built from: LSTM and GRU (``CELLS``), and any
+other by name (``get_cell``: an installed package's ``cmrl_jax.cells`` entry point, as our
+minGRU, ``cmrl_jax.agent.mingru``; or ``module:name``; ``cmrl_jax.plugins``).
 
 A topology (``cmrl_jax.agent.networks``) asks a ``Cell`` for four things, so a new
-cell (S5, LRU, linear attention) is one entry here and no topology changes:
+cell (S5, LRU, linear attention) is one ``Cell`` object and no topology changes:
 
 - ``module(hidden, name)``: the flax cell, ``(carry, x [.., D]) -> (carry, out)``;
 - ``states``: the names of its carry's parts, each learned as an initial-state
@@ -15,6 +17,7 @@ cell (S5, LRU, linear attention) is one entry here and no topology changes:
   varying rows of its kernel and folds the constant rows' share into a bias.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +26,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cmrl_jax.agent.inputs import InputCompaction
+from cmrl_jax.plugins import Plugins
 
 
-def _fold(kernel, bias, keep, const, values):
-    """``W x + b`` for the compact input: (W[keep], b + W[const] c)."""
+def fold_input(kernel, bias, keep, const, values):
+    """``W x + b`` for the compact input: (W[keep], b + W[const] c), kernel [D, F] and bias
+    [F] -> kernel [|keep|, F], bias [F] (a cell's ``compact`` rule, per input product)."""
     return kernel[keep], bias + jnp.asarray(values) @ kernel[const]
 
 
@@ -36,8 +41,8 @@ def compact_lstm(cell: dict, compaction: InputCompaction, blocks: int = 1, tail:
     keep, const, values = compaction.rows(blocks, tail)
     cell = dict(cell)
     for gate in "ifgo":
-        kernel, bias = _fold(cell[f"i{gate}"]["kernel"], cell[f"h{gate}"]["bias"], keep, const,
-                             values)
+        kernel, bias = fold_input(cell[f"i{gate}"]["kernel"], cell[f"h{gate}"]["bias"], keep,
+                                  const, values)
         cell[f"i{gate}"] = {**cell[f"i{gate}"], "kernel": kernel}
         cell[f"h{gate}"] = {**cell[f"h{gate}"], "bias": bias}
     return cell
@@ -52,7 +57,7 @@ def compact_gru(cell: dict, compaction: InputCompaction, blocks: int = 1, tail: 
     cell = dict(cell)
     for gate in "rzn":
         dense = cell[f"i{gate}"]
-        kernel, bias = _fold(dense["kernel"], dense["bias"], keep, const, values)
+        kernel, bias = fold_input(dense["kernel"], dense["bias"], keep, const, values)
         cell[f"i{gate}"] = {"kernel": kernel, "bias": bias}
     return cell
 
@@ -117,4 +122,24 @@ CELLS: dict[str, Cell] = {
     "lstm": Cell(nn.OptimizedLSTMCell, ("c", "h"), tuple, lambda carry: carry[1], compact_lstm),
     "gru": Cell(FusedGRUCell, ("h",), lambda parts: parts[0], lambda carry: carry, compact_gru),
 }
-"""Every memory cell by name (``TrainConfig.cell``, ``--cell``)."""
+"""The built-in memory cells by name; ``get_cell`` resolves every other (``TrainConfig.cell``,
+``--cell``)."""
+
+CELL_PLUGINS: Plugins[Cell] = Plugins(
+    "cell", "cmrl_jax.cells", CELLS, lambda obj: obj if isinstance(obj, Cell) else None,
+    "a cmrl_jax.agent.cells.Cell")
+"""Every cell by name: ``CELLS``, then the ``cmrl_jax.cells`` entry points, then
+``module:name`` (``cmrl_jax.plugins``)."""
+
+
+def get_cell(name: str) -> Cell:
+    """The cell called ``name`` (``CELL_PLUGINS``); ConfigError (one line) if none is."""
+    return CELL_PLUGINS.resolve(name)
+
+
+def param_name(cell: str) -> str:
+    """The cell's part of its modules' parameter names (``explore_<it>``, ``exploit_<it>``):
+    a plain name as it is (``lstm``: LSTM folders keep their layout), in a ``module:name``
+    every character but ASCII letters, digits and ``_`` as ``_`` (no ``.`` or ``:`` in a
+    checkpoint's keys)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", cell)

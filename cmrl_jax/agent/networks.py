@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cmrl_jax.agent.cells import CELLS, Cell
+from cmrl_jax.agent.cells import Cell, get_cell, param_name
 from cmrl_jax.agent.inputs import InputCompaction
 
 
@@ -56,8 +56,8 @@ class _ExploitPolicy(nn.Module):
     cell: str = "lstm"
 
     def setup(self):
-        self.kind = CELLS[self.cell]
-        self.memory = self.kind.module(self.hidden, name=f"exploit_{self.cell}")
+        self.kind = get_cell(self.cell)
+        self.memory = self.kind.module(self.hidden, name=f"exploit_{param_name(self.cell)}")
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
         self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
 
@@ -89,7 +89,8 @@ class _SingleMemoryAgent(nn.Module):
     def input_cells(self):
         """The cells that read the agent input: (param path, blocks, tail) each
         (their input: ``blocks`` agent inputs, then ``tail`` other features)."""
-        return (((f"explore_{self.cell}",), 1, 0), (("exploit", f"exploit_{self.cell}"), 1, 0))
+        tag = param_name(self.cell)
+        return (((f"explore_{tag}",), 1, 0), (("exploit", f"exploit_{tag}"), 1, 0))
 
     def exploit_carry(self, carry):
         """The explore memory starts the exploit cell."""
@@ -113,8 +114,8 @@ class SequentialAgent(_SingleMemoryAgent):
     """RL2 / ERL2: one memory cell over the explore sub-episodes in sequence (R = 1)."""
 
     def setup(self):
-        self.kind = CELLS[self.cell]
-        self.memory = self.kind.module(self.hidden, name=f"explore_{self.cell}")
+        self.kind = get_cell(self.cell)
+        self.memory = self.kind.module(self.hidden, name=f"explore_{param_name(self.cell)}")
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))
         self.v = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
         self.initial = _initial_state(self, self.kind, "explore", (self.hidden,),
@@ -135,8 +136,8 @@ class CentralLSTMAgent(_SingleMemoryAgent):
 
     def setup(self):
         k, a = self.num_rollouts, self.num_actions
-        self.kind = CELLS[self.cell]
-        self.memory = self.kind.module(self.hidden, name=f"explore_{self.cell}")
+        self.kind = get_cell(self.cell)
+        self.memory = self.kind.module(self.hidden, name=f"explore_{param_name(self.cell)}")
         # Factored output: independent policy and value heads per rollout. Their
         # different random initial weights break the symmetry between rollouts
         # at t = 0, where every rollout sees the same input.
@@ -148,8 +149,8 @@ class CentralLSTMAgent(_SingleMemoryAgent):
 
     def input_cells(self):
         """The explore cell reads the K rollouts' inputs side by side."""
-        return (((f"explore_{self.cell}",), self.num_rollouts, 0),
-                (("exploit", f"exploit_{self.cell}"), 1, 0))
+        return (((f"explore_{param_name(self.cell)}",), self.num_rollouts, 0),
+                (("exploit", f"exploit_{param_name(self.cell)}"), 1, 0))
 
     def explore_step(self, carry, x: jax.Array, live: jax.Array, encoded: bool = False):
         """[K, D] -> carry, logits [K, A], value [K]; the cell steps while any rollout lives."""
@@ -179,9 +180,9 @@ class MetaLSTMAgent(nn.Module):
     def setup(self):
         k, h = self.num_rollouts, self.hidden
         init = nn.initializers.normal(self.init_state_scale)
-        self.kind = CELLS[self.cell]
-        self.rollout_memory = self.kind.module(h, name=f"rollout_{self.cell}")
-        self.meta_memory = self.kind.module(h, name=f"meta_{self.cell}")
+        self.kind = get_cell(self.cell)
+        self.rollout_memory = self.kind.module(h, name=f"rollout_{param_name(self.cell)}")
+        self.meta_memory = self.kind.module(h, name=f"meta_{param_name(self.cell)}")
         # Unit-scale head: rollouts with different initial states start with
         # visibly different policies, so L_D has a gradient from the first update.
         self.pi = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(1.0))
@@ -197,8 +198,8 @@ class MetaLSTMAgent(nn.Module):
 
     def input_cells(self):
         """The rollout cell reads [x; h_meta], the exploit cell x."""
-        return (((f"rollout_{self.cell}",), 1, self.hidden),
-                (("exploit", f"exploit_{self.cell}"), 1, 0))
+        return (((f"rollout_{param_name(self.cell)}",), 1, self.hidden),
+                (("exploit", f"exploit_{param_name(self.cell)}"), 1, 0))
 
     def encode(self, x: jax.Array) -> jax.Array:
         """Agent inputs [N, D] -> what the cells read [N, D'] (``Agent.encode``)."""
@@ -246,7 +247,7 @@ class Agent:
     def compact_params(self, params, compaction: InputCompaction):
         """``params`` for the compact agent input (``InputCompaction``, the cell's own rule);
         differentiable."""
-        compact = CELLS[self.module.cell].compact
+        compact = get_cell(self.module.cell).compact
         tree = dict(params["params"])
         for path, blocks, tail in self.module.input_cells():
             node = tree
@@ -307,13 +308,13 @@ ARCHITECTURES: dict[str, Architecture] = {
 
 def make_agent(architecture: str, hidden: int, num_actions: int, k_explore: int,
                cell: str = "lstm", encoder: nn.Module | None = None) -> Agent:
-    """Build the agent for ``architecture`` (see ``ARCHITECTURES``) from ``cell`` (``CELLS``)
-    and an observation ``encoder`` (``cmrl_jax.agent.encoders``; None: the flat input)."""
+    """Build the agent for ``architecture`` (see ``ARCHITECTURES``) from ``cell`` (a name
+    ``cells.get_cell`` resolves) and an observation ``encoder`` (``cmrl_jax.agent.encoders``;
+    None: the flat input). ConfigError (a ValueError) for an unknown cell."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; known: {', '.join(CELLS)}")
+    get_cell(cell)
     arch = ARCHITECTURES[architecture]
     if not arch.concurrent:
         return Agent(arch.module(hidden, num_actions, cell=cell, encoder=encoder), 1)

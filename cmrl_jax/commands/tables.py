@@ -19,8 +19,10 @@ import tyro
 
 from cmrl_jax.commands.cli import parse_assignments
 from cmrl_jax.config import (
+    CELL_PLUGINS,
     DIVERGENCES,
     ENCODERS,
+    LEARNER_PLUGINS,
     REMAT,
     ConfigError,
     RunSpec,
@@ -32,7 +34,7 @@ from cmrl_jax.config import (
 )
 from cmrl_jax.reporting.metrics import curves, summarize
 from cmrl_jax.results.folder import EvalRow
-from cmrl_jax.results.sinks import parse_sinks
+from cmrl_jax.results.sinks import SINK_PLUGINS, parse_sinks
 
 PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
 """The four rows of the paper's Tables 1-3."""
@@ -138,6 +140,11 @@ def _ppo(kind: type, name: str, metavar: str | None = None) -> Any:
 
 def _choices(names) -> str:
     return "{" + ",".join(names) + "}"
+
+
+def _described(text: str) -> Any:
+    """A help text made when the command is imported (e.g. with the plug-ins installed)."""
+    return tyro.conf.arg(help=text)
 
 
 @dataclass(frozen=True)
@@ -262,19 +269,23 @@ class TableArgs:
     extra: tuple[str, ...] = field(default_factory=tuple)
     """any TrainConfig field as KEY=VALUE (e.g. k_explore=5; the --train.* options are the
     typed ones: one key may not be set by both)"""
-    cell: str = "lstm"
-    """memory cell of every program's topology: lstm or gru (cmrl_jax.agent.cells)"""
+    cell: Annotated[str, _described(
+        f"memory cell of every program's topology: {CELL_PLUGINS.choices()} "
+        "(cmrl_jax.agent.cells; docs/extending.md)")] = "lstm"
     subepisode_start: str = "same"
     """where sub-episodes start: same (the reset's state, the paper's protocol) or fresh (a
     new start in the same task each, the env's reset_state; classic RL2's)"""
-    learner: str = "a2c"
-    """what turns meta-episodes into updates: a2c or ppo (cmrl_jax.learners)"""
+    learner: Annotated[str, _described(
+        f"what turns meta-episodes into updates: {LEARNER_PLUGINS.choices()} "
+        "(cmrl_jax.learners; docs/extending.md)")] = "a2c"
     learner_option: tuple[str, ...] = field(default_factory=tuple)
     """the learner's options as KEY=VALUE (a plug-in learner's; ppo's are the typed --ppo.*
     options: one key may not be set by both)"""
-    log: tuple[str, ...] = field(default_factory=tuple)
-    """output sinks besides eval.jsonl, e.g. --log tensorboard,wandb (each needs its extra:
-    pip install 'cmrl-jax[tensorboard]'); a resumed folder may add or drop them"""
+    log: Annotated[tuple[str, ...], _described(
+        f"output sinks besides eval.jsonl, comma-separated: {SINK_PLUGINS.choices()}; e.g. "
+        "--log tensorboard,wandb (a built-in needs its extra: pip install "
+        "'cmrl-jax[tensorboard]'); a resumed folder may add or drop them")] = field(
+        default_factory=tuple)
     train: TrainOptions = TrainOptions()
     """TrainConfig fields; each unset is the table's recipe's, else the table's (an env's
     spec's), else TrainConfig's; --extra KEY=VALUE sets the others"""

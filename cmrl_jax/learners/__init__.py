@@ -1,9 +1,11 @@
 """Learners: what turns a batch of meta-episodes into parameter updates (``LEARNERS``).
 
-A learner is a plug-in, one module or folder of this package: a ``Learner`` subclass
-(``base``) with a name, its options (defaults, which are traced, how each is checked) and
-``make_update``, which returns one ``Update`` of a run's parameters, registered in
-``LEARNERS``. ``cmrl_jax.train`` draws the batch's
+A learner is a plug-in: a ``Learner`` subclass (``base``) with a name, its options
+(defaults, which are traced, how each is checked) and ``make_update``, which returns one
+``Update`` of a run's parameters. The built-in ones, a module or folder of this package
+each, are in ``LEARNERS``; ``get_learner`` also finds an installed package's
+``cmrl_jax.learners`` entry point and ``module:name`` (``LEARNER_PLUGINS``,
+``cmrl_jax.plugins``). ``cmrl_jax.train`` draws the batch's
 keys and the derangements, anneals the entropy bonuses, calls the update with them
 (``common.UpdateInputs``) and guards the result; the engine, the reward schemes, the
 divergence loss, the optimizer step and the epoch / minibatch loop are shared
@@ -30,7 +32,6 @@ starts JAX's backend, which ``--distributed`` must join first): the engine's typ
 for annotations only and ``common.episode_stats`` imports the engine's side when traced.
 """
 
-from cmrl_jax.errors import ConfigError
 from cmrl_jax.learners.a2c import A2C
 from cmrl_jax.learners.base import (
     Learner,
@@ -46,18 +47,34 @@ from cmrl_jax.learners.base import (
 )
 from cmrl_jax.learners.common import LossInputs, UpdateInputs
 from cmrl_jax.learners.ppo.update import PPO
+from cmrl_jax.plugins import Plugins
 
-__all__ = ["LEARNERS", "Learner", "LossInputs", "Metrics", "Option", "Params", "Update",
-           "UpdateInputs", "boolean", "get_learner", "int_in", "nonnegative_int",
-           "number_in", "positive_int"]
+__all__ = ["LEARNERS", "LEARNER_PLUGINS", "Learner", "LossInputs", "Metrics", "Option",
+           "Params", "Update", "UpdateInputs", "boolean", "get_learner", "int_in",
+           "nonnegative_int", "number_in", "positive_int"]
 
 LEARNERS: dict[str, Learner] = {learner.name: learner for learner in (A2C(), PPO())}
-"""Learners by name (``--learner``; ``TrainConfig.learner``). A plug-in registers with
+"""The built-in learners by name; ``get_learner`` resolves every other (``--learner``;
+``TrainConfig.learner``). A learner of this process may also register with
 ``LEARNERS[name] = MyLearner()``."""
 
 
+def _learner(obj) -> Learner | None:
+    """A plug-in learner: a ``Learner`` as it is, a ``Learner`` subclass made with no
+    arguments; None for anything else."""
+    if isinstance(obj, type) and issubclass(obj, Learner):
+        return obj()
+    return obj if isinstance(obj, Learner) else None
+
+
+LEARNER_PLUGINS: Plugins[Learner] = Plugins(
+    "learner", "cmrl_jax.learners", LEARNERS, _learner,
+    "a cmrl_jax.learners.Learner or a subclass of it")
+"""Every learner by name: ``LEARNERS``, then the ``cmrl_jax.learners`` entry points, then
+``module:name`` (``cmrl_jax.plugins``)."""
+
+
 def get_learner(name: str) -> Learner:
-    """The learner called ``name``; ConfigError naming the known ones if there is none."""
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; known: {', '.join(LEARNERS)}")
-    return LEARNERS[name]
+    """The learner called ``name`` (``LEARNER_PLUGINS``); ConfigError (one line) naming the
+    known ones if there is none."""
+    return LEARNER_PLUGINS.resolve(name)

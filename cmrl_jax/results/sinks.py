@@ -6,7 +6,9 @@ the evaluation and the means of the chunk's training metrics) to the program's
 skipped. Then it hands the same rows to each sink. A sink is made per program
 by a ``SinkFactory(folder, cfg, label) -> Sink``, so a user's own sink is a
 function away (``run_training(..., sinks=(my_factory,))``); the commands name
-the built-in ones with ``--log tensorboard,wandb`` (``SINKS``).
+sinks with ``--log tensorboard,wandb``: the built-in ones (``SINKS``), an installed
+package's ``cmrl_jax.sinks`` entry point, or ``module:name`` (a ``SinkKind`` or a
+factory; ``SINK_PLUGINS``, ``cmrl_jax.plugins``).
 
 A sink that fails (an extra that cannot start, no network, a full disk) prints
 one ``warning:`` line and is switched off; training goes on. Sinks write from
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cmrl_jax.errors import ConfigError
+from cmrl_jax.plugins import Plugins
 from cmrl_jax.results.folder import (
     TENSORBOARD_DIR,
     WANDB_DIR,
@@ -245,7 +248,7 @@ class WandbSink:
 
 @dataclass(frozen=True)
 class SinkKind:
-    """A built-in sink: its factory and the extra (module) it needs."""
+    """A sink by name: its factory and the extra (modules) it needs."""
 
     factory: SinkFactory
     modules: tuple[str, ...]  # imported by the sink; one absent: the extra is not installed
@@ -257,18 +260,36 @@ SINKS: dict[str, SinkKind] = {
     "tensorboard": SinkKind(TensorBoardSink, ("tensorboardX", "tensorboard"), "tensorboard"),
     "wandb": SinkKind(WandbSink, ("wandb",), "wandb"),
 }
+"""The built-in sinks by name; ``SINK_PLUGINS`` resolves every other (``--log``)."""
+
+
+def _sink_kind(obj: Any) -> SinkKind | None:
+    """A plug-in sink as a ``SinkKind``: one as it is, a factory (any callable: a class, a
+    function) with no extra; None for anything else."""
+    if isinstance(obj, SinkKind):
+        return obj
+    return SinkKind(obj, (), "") if callable(obj) else None
+
+
+SINK_PLUGINS: Plugins[SinkKind] = Plugins(
+    "sink", "cmrl_jax.sinks", SINKS, _sink_kind,
+    "a cmrl_jax.results.sinks.SinkKind or a sink factory (folder, cfg, label) -> sink")
+"""Every sink by name: ``SINKS``, then the ``cmrl_jax.sinks`` entry points, then
+``module:name`` (``cmrl_jax.plugins``)."""
 
 
 def parse_sinks(names: Sequence[str]) -> tuple[str, ...]:
-    """``--log`` values (space- or comma-separated) -> sink names, each checked: known,
-    and its extra installed (ConfigError, one line, before anything compiles)."""
+    """``--log`` values (space- or comma-separated) -> sink names, each checked: known
+    (``SINK_PLUGINS``), and its extra installed (ConfigError, one line, before anything
+    compiles)."""
     out = []
     for name in (n.strip() for item in names for n in item.split(",")):
         if not name:
             continue
-        kind = SINKS.get(name)
-        if kind is None:
-            raise ConfigError(f"--log: unknown sink {name!r}; known: {', '.join(SINKS)}")
+        try:
+            kind = SINK_PLUGINS.resolve(name)
+        except ConfigError as e:
+            raise ConfigError(f"--log: {e}") from None
         if any(importlib.util.find_spec(m) is None for m in kind.modules):
             raise ConfigError(f"--log {name} needs the {kind.extra!r} extra: "
                               f"pip install 'cmrl-jax[{kind.extra}]'")
@@ -279,7 +300,7 @@ def parse_sinks(names: Sequence[str]) -> tuple[str, ...]:
 
 def factories(names: Sequence[str]) -> tuple[SinkFactory, ...]:
     """The factories of sink names (``parse_sinks`` checked them)."""
-    return tuple(SINKS[n].factory for n in names)
+    return tuple(SINK_PLUGINS.resolve(n).factory for n in names)
 
 
 # ------------------------------------------------------------------ failure is a warning
