@@ -8,6 +8,7 @@ state, so the result equals an uninterrupted run. One process at a time
 writes a folder (``lock.writer_lock``).
 """
 
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,8 @@ from tqdm.auto import tqdm
 
 from cmrl_jax.config import TrainConfig
 from cmrl_jax.results import paths, runtime
-from cmrl_jax.results.checkpoint import Checkpointer, claim_folder, write_config
+from cmrl_jax.results.checkpoint import Checkpointer, write_config
+from cmrl_jax.results.continuation import Continuation, claim_or_continue
 from cmrl_jax.results.eval_log import (  # noqa: F401 - EVAL_FILE, read_history: the log's public API
     EVAL_FILE,
     append_rows,
@@ -181,14 +183,15 @@ def run_training(
     config_json = cfg.to_json()
     folder = paths.results_path(folder)
     check_writable(folder)
-    claim_folder(folder, config_json)
+    claim_or_continue(folder, config_json)
     main = runtime.is_main_process()
     with writer_lock(folder, primary=main):
-        claim_folder(folder, config_json)  # again: no other writer can change it now
+        # again: no other writer can change it now
+        continued = claim_or_continue(folder, config_json)
         runtime.barrier(f"claimed {folder}")  # every process read it before process 0 writes
         return _train_locked(cfg, folder, main, label=label, progress=progress,
                              stop_after=stop_after, bar_position=bar_position, mesh=mesh,
-                             sinks=sinks, env=env)
+                             sinks=sinks, env=env, continued=continued)
 
 
 def compile_ahead(trainer, state, hp) -> None:
@@ -208,8 +211,11 @@ def compile_ahead(trainer, state, hp) -> None:
 
 def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, progress: bool,
                   stop_after: int | None, bar_position: int, mesh,
-                  sinks: Sequence[SinkFactory], env: "BoundEnv") -> list[EvalRow]:
-    """``run_training`` once the folder is ours; ``main``: this process writes files."""
+                  sinks: Sequence[SinkFactory], env: "BoundEnv",
+                  continued: Continuation | None = None) -> list[EvalRow]:
+    """``run_training`` once the folder is ours; ``main``: this process writes files;
+    ``continued``: the folder's run continued to ``cfg``'s length, recorded once the folder
+    is known to resume."""
     trainer = make_trainer(cfg, mesh, env)
     state, hp = trainer.init()
     ckpt = Checkpointer(folder)
@@ -218,6 +224,9 @@ def _train_locked(cfg: TrainConfig, folder: Path, main: bool, *, label: str, pro
         start, state, damaged = ckpt.newest_intact(state)
         history = read_history(folder)
         check_covers(history, len(cfg.runs), cfg.chunk_updates, start, folder)
+        if main and continued is not None:
+            print(f"{folder}: {continued.line}", file=sys.stderr, flush=True)
+            continued.record(folder)
         if main:
             write_config(folder, cfg.to_json())
             runtime.record(folder, runtime.backend_facts({label or cfg.architecture: mesh}))

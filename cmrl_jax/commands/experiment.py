@@ -23,6 +23,7 @@ from cmrl_jax.commands.cli import (
 )
 from cmrl_jax.commands.tables import (
     Plan,
+    RunLength,
     TableArgs,
     TableSpec,
     baseline,
@@ -119,7 +120,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
         check_writable(plan.folder)
         claim(plan)
         folder_lock.enter_context(writer_lock(plan.folder, primary=runtime.is_main_process()))
-        claim(plan)  # again: no other writer can change the folder now
+        continued = claim(plan)  # again: no other writer can change the folder now
         from cmrl_jax.loop import check_resumable
 
         for name, cfg in plan.programs:  # refused now, a refusal prints and changes nothing
@@ -134,7 +135,7 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
 
         training_interrupts()
         try:
-            return _train_and_report(spec, args, plan, meshes)
+            return _train_and_report(spec, args, plan, meshes, continued)
         except Exception as e:
             if not disk_full(e):
                 raise
@@ -144,8 +145,10 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
             raise  # not reached: _exit_now ends the process
 
 
-def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list) -> dict:
-    """Train every program (resuming) and write the table, its JSON and figure."""
+def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list,
+                      continued=None) -> dict:
+    """Train every program (resuming) and write the table, its JSON and figure;
+    ``continued``: the table folder's ``Continuation`` (``claim``), recorded here."""
     from cmrl_jax.loop import run_training
     from cmrl_jax.reporting.plots import plot_curves
     from cmrl_jax.results import runtime
@@ -158,6 +161,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     )
     if main:
         print(runtime.describe(facts), flush=True)
+        if continued is not None:
+            continued.record(plan.folder)
         write_config(plan.folder, plan.experiment_json)
         runtime.record(plan.folder, facts)
     # Programs are independent XLA computations; JAX releases the GIL while they
@@ -213,7 +218,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
                       paper={m: paper[m] for m in methods if m in paper})
     print()
     print(table, flush=True)
-    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size):
+    length = RunLength.of(spec, plan.programs)
+    for line in reference.warnings(ours, first.eval_batches * first.eval_batch_size, length):
         print(line, file=sys.stderr, flush=True)  # after the table, where it is read
     if sweep_report:
         for m, r in sweep_report.items():

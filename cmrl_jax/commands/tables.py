@@ -594,13 +594,18 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
                 env)
 
 
-def claim(plan: Plan) -> None:
-    """Refuse folders of other configs before anything compiles or is written."""
-    from cmrl_jax.results.checkpoint import claim_folder
+def claim(plan: Plan):
+    """Refuse folders of other configs before anything compiles or is written; a folder run
+    to another length is continued where its schedule allows
+    (``results.continuation``): -> the table folder's ``Continuation`` or None (its programs'
+    are recorded as they start)."""
+    from cmrl_jax.results.continuation import claim_or_continue
 
-    claim_folder(plan.folder, plan.experiment_json, what="experiment config")
+    continued = claim_or_continue(plan.folder, plan.experiment_json, what="experiment config",
+                                  group="train", program=False)
     for name, cfg in plan.programs:
-        claim_folder(plan.folder / name, cfg.to_json())
+        claim_or_continue(plan.folder / name, cfg.to_json())
+    return continued
 
 
 def select_best(rows: list[EvalRow], thresholds) -> tuple[list[EvalRow], dict]:
@@ -628,6 +633,37 @@ def select_best(rows: list[EvalRow], thresholds) -> tuple[list[EvalRow], dict]:
 
 
 @dataclass(frozen=True)
+class RunLength:
+    """A table run's length against the table's own, for reading its final success.
+
+    A run anneals its entropy bonuses over ``entropy_anneal_fraction`` of its own updates
+    (``train.make_train``), so a short run goes through the whole schedule compressed; a
+    table's recipe was tuned at the table's length, and a run with fewer updates than the
+    anneal takes there has not had the updates learning needed at that length.
+    """
+
+    updates: int  # this run's updates (``--updates``)
+    table_updates: int  # the table's length (its spec's: the paper's for a paper table)
+    anneal_fraction: float  # the longest entropy_anneal_fraction of its programs
+
+    @classmethod
+    def of(cls, spec: TableSpec, programs: tuple[tuple[str, TrainConfig], ...]) -> "RunLength":
+        """The length of a plan's programs (``Plan.programs``; they share ``num_updates``)."""
+        return cls(programs[0][1].num_updates, spec.base.num_updates,
+                   max(cfg.entropy_anneal_fraction for _, cfg in programs))
+
+    @property
+    def table_anneal(self) -> int:
+        """Updates over which the bonuses anneal in a run of the table's length."""
+        return round(self.anneal_fraction * self.table_updates)
+
+    @property
+    def inside_anneal(self) -> bool:
+        """Whether this run is shorter than the anneal of a run of the table's length."""
+        return self.updates < self.anneal_fraction * self.table_updates
+
+
+@dataclass(frozen=True)
 class Baseline:
     """What success means in a table's env, and what acting blindly scores there."""
 
@@ -643,22 +679,34 @@ class Baseline:
         return (f"{self.success}\nNeutral policy (zero head outputs, {self.policy}) in the "
                 f"exploit sub-episode: {percent(self.neutral)}.")
 
-    def warnings(self, ours: dict[str, dict], eval_episodes: int) -> list[str]:
+    def warnings(self, ours: dict[str, dict], eval_episodes: int,
+                 length: RunLength | None = None) -> list[str]:
         """One line per row whose mean final success is under the neutral policy's by more
         than two standard errors of the difference (both are sample means: ``eval_episodes``
-        meta-episodes per seed for a row, ``episodes`` for the neutral rate)."""
-        out = []
+        meta-episodes per seed for a row, ``episodes`` for the neutral rate). A run shorter
+        than the table's anneal (``length``) gets one line for all such rows instead: there
+        a row under the neutral policy is expected, not a fault."""
         p = self.neutral
+        under = {}
         for label, row in ours.items():
             q = row["final_success_mean"] / 100
             n = eval_episodes * max(1, row["seeds"])
             se = math.sqrt(p * (1 - p) / self.episodes + q * (1 - q) / n)
             if q < p - 2 * se:
-                out.append(
-                    f"warning: {label} ends at {100 * q:.1f} % success, under the neutral "
-                    f"policy's {100 * p:.1f} %: it learned to do worse than acting blindly, or "
-                    f"the success definition does not fit this env ({self.success})")
-        return out
+                under[label] = q
+        if under and length is not None and length.inside_anneal:
+            rows = ", ".join(under)
+            return [
+                f"note: {rows} end{'s' if len(under) == 1 else ''} under the neutral policy's "
+                f"{100 * p:.1f} %, as a short run may: its {length.updates} updates are fewer "
+                f"than the {length.table_anneal} over which the entropy bonuses anneal in a run "
+                f"of the table's {length.table_updates} (this run annealed them over its first "
+                f"{round(length.anneal_fraction * length.updates)}), so final success is not "
+                f"yet meaningful; run the table's {length.table_updates} updates for it"]
+        return [f"warning: {label} ends at {100 * q:.1f} % success, under the neutral "
+                f"policy's {100 * p:.1f} %: it learned to do worse than acting blindly, or "
+                f"the success definition does not fit this env ({self.success})"
+                for label, q in under.items()]
 
 
 BASELINES: dict[TrainConfig, Baseline] = {}
