@@ -128,3 +128,61 @@ def test_table_cost_projection_by_hand():
                                             "projected_table_wall_s_shared_cores": 4800}
     assert project(programs, "cpu", 1) == {"projected_table_wall_s": 8800}
     assert project(programs, "gpu", 2) == {"projected_table_wall_s": 8800}
+
+
+def test_a_run_shorter_than_the_anneal_gets_one_note_instead_of_row_warnings():
+    """--updates 500 on Table 1 (anneal: 40 % of the table's 10000 = 4000 updates): rows under
+    the neutral policy are expected there, so one line names them all and says why; from 4000
+    updates on each such row is warned about as before."""
+    from cmrl_jax.commands.tables import Baseline, RunLength
+
+    ref = Baseline(success="Success: the gold door opened in the exploit sub-episode",
+                   policy="Categorical", neutral=0.091, episodes=4096)
+    ours = {"RL2": {"final_success_mean": 0.0, "seeds": 3},
+            "ERL2": {"final_success_mean": 1.5, "seeds": 3},
+            "Max-Until-Exploit": {"final_success_mean": 9.0, "seeds": 3}}  # noise, not under
+    plan = make_plan(table1.SPEC, TableArgs(updates=500, chunk_updates=250))
+    short = RunLength.of(table1.SPEC, plan.programs)
+    assert short == RunLength(500, 10_000, 0.4) and short.table_anneal == 4000
+    assert ref.warnings(ours, 256, short) == [
+        "note: RL2, ERL2 end under the neutral policy's 9.1 %, as a short run may: its 500 "
+        "updates are fewer than the 4000 over which the entropy bonuses anneal in a run of the "
+        "table's 10000 (this run annealed them over its first 200), so final success is not "
+        "yet meaningful; run the table's 10000 updates for it"]
+    one = ref.warnings({"RL2": ours["RL2"]}, 256, short)
+    assert len(one) == 1 and one[0].startswith("note: RL2 ends under")
+    at_anneal = RunLength(4000, 10_000, 0.4)
+    warned = ref.warnings(ours, 256, at_anneal)
+    assert warned == ref.warnings(ours, 256) and len(warned) == 2
+    assert warned[0].startswith("warning: RL2 ends at 0.0 % success, under the neutral "
+                                "policy's 9.1 %: it learned to do worse than acting blindly")
+    fine = {"Max-Until-Exploit": ours["Max-Until-Exploit"]}
+    assert ref.warnings(fine, 256, short) == []  # nothing under: nothing to say
+    # Table 3 anneals over its first 10 % (2000 of 20000 updates)
+    t3 = RunLength.of(table3.SPEC, make_plan(table3.SPEC, TableArgs(updates=2000)).programs)
+    assert (t3.table_anneal, t3.inside_anneal) == (2000, False)
+
+
+def test_program_folders_name_their_cell_and_learner(tmp_path):
+    """A program's folder says which cell and learner ran (issue 33, friction 4); the
+    paper's LSTM with A2C keeps the topology's name; a folder made before, under the
+    topology's name alone with this program's config, keeps resuming there."""
+    import dataclasses
+
+    from cmrl_jax.results.checkpoint import write_config
+
+    def names(*argv):
+        from cmrl_jax.commands.cli import parse_cli
+
+        args = parse_cli(TableArgs, [*argv, "--out", str(tmp_path / "t")], "t")
+        return [name for name, _ in make_plan(table1.SPEC, args).programs]
+
+    assert names() == ["sequential", "central_lstm"]
+    assert names("--cell", "gru") == ["sequential_gru", "central_gru"]
+    assert names("--learner", "ppo") == ["sequential_lstm_ppo", "central_lstm_ppo"]
+    assert names("--cell", "mingru", "--learner", "ppo") == ["sequential_mingru_ppo",
+                                                             "central_mingru_ppo"]
+    old = dict(make_plan(table1.SPEC, dataclasses.replace(
+        TableArgs(), cell="gru", out=str(tmp_path / "t"))).programs)["central_gru"]
+    write_config(tmp_path / "t" / "central_lstm", old.to_json())
+    assert names("--cell", "gru") == ["sequential_gru", "central_lstm"]

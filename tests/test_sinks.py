@@ -102,6 +102,26 @@ def test_wandb_offline_run_holds_the_scalars_and_a_resume_continues_it(tmp_path,
         assert got == {tag: s for (run, tag), s in want.items() if run == index}
 
 
+def test_wandb_names_the_experiment_method_cell_learner_and_seed(tmp_path):
+    """Runs of two tables never share a W&B group; the tags and top-level config name the
+    experiment, method, cell, learner and seed, and every TrainConfig field is logged,
+    defaults included (issue 33, friction 4)."""
+    from cmrl_jax.results.sinks import wandb_names
+
+    cfg = dataclasses.replace(CFG, cell="gru", learner="ppo")
+    one = wandb_names(cfg, 1, tmp_path / "table1" / "central_gru_ppo", "central_gru_ppo")
+    other = wandb_names(cfg, 1, tmp_path / "table4" / "central_gru_ppo", "central_gru_ppo")
+    spec = cfg.runs[1]
+    assert one["group"] == "table1/central_gru_ppo" != other["group"]
+    assert one["name"].startswith("table1/central_gru_ppo/run1-")
+    assert {"table1", spec.row, "cell:gru", "learner:ppo", f"seed:{spec.seed}"} <= \
+        set(one["tags"])
+    config = one["config"]
+    assert (config["experiment"], config["method"], config["cell"], config["learner"],
+            config["seed"]) == ("table1", spec.row, "gru", "ppo", spec.seed)
+    assert config["program"]["gamma"] == cfg.gamma and "remat" in config["program"]
+
+
 def test_a_failing_sink_is_one_warning_and_the_log_is_complete(tmp_path, capsys, plain):
     class FullDisk:
         def __init__(self, folder, cfg, label):

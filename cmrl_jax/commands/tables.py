@@ -33,7 +33,7 @@ from cmrl_jax.config import (
     without_added_later,
 )
 from cmrl_jax.reporting.metrics import curves, summarize
-from cmrl_jax.results.folder import EvalRow
+from cmrl_jax.results.folder import EvalRow, safe_name
 from cmrl_jax.results.sinks import SINK_PLUGINS, parse_sinks
 
 PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
@@ -513,6 +513,32 @@ def program_config(spec: TableSpec, args: TableArgs, base: TrainConfig,
                                         if not _from_command_line(sources[k])})
 
 
+def program_name(architecture: str, cell: str, learner: str) -> str:
+    """A program's folder name: its topology, cell and learner (``central_gru``,
+    ``meta_mingru_ppo``, ``sequential_lstm_ppo``); the paper's LSTM with A2C keeps the
+    topology's name alone (``sequential``, ``central_lstm``, ``meta_lstm``)."""
+    if cell == "lstm" and learner == "a2c":
+        return architecture
+    parts = [architecture.removesuffix("_lstm"), cell] + ([learner] if learner != "a2c" else [])
+    return "_".join(safe_name(p) for p in parts)
+
+
+def program_folder(folder, architecture: str, cfg: TrainConfig) -> str:
+    """``program_name``, except for a folder made before programs were named by cell and
+    learner: a subfolder under the topology's name alone whose config is this program's
+    (or this run to another length) keeps it, so it resumes."""
+    from cmrl_jax.results.continuation import only_length_differs
+    from cmrl_jax.results.folder import CONFIG_FILE
+
+    name = program_name(architecture, cfg.cell, cfg.learner)
+    legacy = folder / architecture / CONFIG_FILE
+    if name != architecture and not (folder / name).exists() and legacy.exists():
+        saved, wanted = legacy.read_text(), cfg.to_json()
+        if saved == wanted or only_length_differs(saved, wanted):
+            return architecture
+    return name
+
+
 def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     """Validate the arguments and build every program's config (nothing is written)."""
     by_label = {r.label: r for r in spec.rows}
@@ -586,6 +612,7 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
     from cmrl_jax.results.paths import results_path
 
     folder = results_path(args.out or f"results/{spec.name}")
+    programs = [(program_folder(folder, arch, cfg), cfg) for arch, cfg in programs]
     recorded = dataclasses.asdict(args) | {g: given(getattr(args, g)) for g in OPTION_GROUPS}
     exp = without_added_later({k: v for k, v in recorded.items()
                                if k not in RUNTIME_OPTIONS}, ADDED_LATER_OPTIONS)

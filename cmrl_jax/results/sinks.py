@@ -33,6 +33,7 @@ row is written twice. A SIGTERM or SIGINT to a command closes every open sink fi
   ``WANDB_PROJECT`` names the project (default ``cmrl_jax``).
 """
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -166,6 +167,27 @@ class TensorBoardSink:
 # ------------------------------------------------------------------ Weights & Biases
 
 
+def wandb_names(cfg, index: int, folder: Path, label: str) -> dict[str, Any]:
+    """How run ``index`` of a program in ``folder`` is named in W&B: ``name``, ``group``
+    (the experiment, i.e. the results folder above the program's, and the program: Table 1
+    and Table 4 runs never share one), ``tags`` and ``config`` (the experiment, method, env,
+    cell, learner, seed and rate as top-level keys to filter on; every TrainConfig field,
+    defaults included, under ``program``)."""
+    spec = cfg.runs[index]
+    experiment = Path(folder).absolute().parent.name
+    program = dataclasses.asdict(cfg) | {"runs": None}
+    facts = {"experiment": experiment, "program_folder": label, "method": spec.row,
+             "env": cfg.env, "architecture": cfg.architecture, "cell": cfg.cell,
+             "learner": cfg.learner, "seed": spec.seed, "learning_rate": spec.learning_rate,
+             "lambda_div": spec.lambda_div}
+    tags = [experiment, spec.row, cfg.env, cfg.architecture, f"cell:{cfg.cell}",
+            f"learner:{cfg.learner}", f"seed:{spec.seed}"]
+    return {"name": f"{experiment}/{label}/{run_name(cfg, index)}",
+            "group": f"{experiment}/{label}", "tags": [t[:64] for t in tags],
+            "config": facts | {"program": program, "run": dataclasses.asdict(spec)}}
+
+
+
 class WandbSink:
     """One W&B run per run of the program, resumed by the id kept in ``wandb.json``."""
 
@@ -202,13 +224,11 @@ class WandbSink:
             return self.runs[index]
         self._held(index)
         (self.folder / WANDB_DIR).mkdir(parents=True, exist_ok=True)
-        spec = self.cfg.runs[index]
+        names = wandb_names(self.cfg, index, self.folder, self.label)
         run = self.wandb.init(
             project=os.environ.get("WANDB_PROJECT", "cmrl_jax"),
             id=self._id(index), resume="allow", dir=str(self.folder),
-            name=f"{self.label}/{run_name(self.cfg, index)}", group=self.label,
-            config={"program": json.loads(self.cfg.to_json()), "run": spec.__dict__},
-            reinit="create_new", settings=self._settings(),
+            reinit="create_new", settings=self._settings(), **names,
         )
         self.runs[index] = run
         return run
