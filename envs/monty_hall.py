@@ -16,6 +16,8 @@ from gymnax.environments import environment, spaces
 
 from cmrl_jax.envspec import EnvSpec
 
+from . import monty_hall_draw  # matplotlib only when drawing
+
 
 @struct.dataclass
 class EnvState(environment.EnvState):
@@ -137,5 +139,5 @@ SPEC = EnvSpec(
     factory=_factory, k_explore=10, horizon=1, architecture="central_lstm",
     oracle=_oracle, oracle_text="open distinct doors, the last by elimination",
     config=(("reward_input_scale", 10.0),), learning_rate=2e-3, lambda_div=0.5,
-    num_goals=lambda env: env.num_doors,
+    num_goals=lambda env: env.num_doors, renderer=monty_hall_draw.renderer(),
 )

@@ -11,7 +11,9 @@ explore rollout (CMRL: K concurrent rollouts; RL2 / ERL2: K sequential
 sub-episodes) and the exploit sub-episode, each drawn by the env; other envs
 are refused in one line. The env states are rebuilt by re-stepping the env
 with the recorded actions and checked against the record
-(``cmrl_jax.reporting.figures.replay``).
+(``cmrl_jax.reporting.figures.replay``). The PNG goes into the results folder
+(``<env>_episode.png``) unless ``--out`` names another path (the README's
+figures: ``--out docs/figures/<env>_episode.png``).
 """
 
 import sys
@@ -22,6 +24,7 @@ from cmrl_jax.config import ConfigError
 from cmrl_jax.reporting.figures.replay import replay_meta_episode
 from cmrl_jax.reporting.figures.strip_draw import plot_strip
 from cmrl_jax.results.folder import find_run, safe_name
+from cmrl_jax.results.paths import ResultsPath
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,13 @@ class EpisodeArgs:
     greedy: bool = False
     """greedy actions instead of sampled ones"""
     out: str | None = None
-    """PNG path (default: docs/figures/<env>_episode.png)"""
+    """PNG path (default: <results>/<env>_episode.png)"""
+
+
+def default_png(results: ResultsPath, env: str) -> ResultsPath:
+    """Where the PNG goes without ``--out``: beside the run it is drawn from, so a figure of
+    a trial run never replaces the README's in docs/figures."""
+    return results / f"{safe_name(env)}_episode.png"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -58,9 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
             env_spec(args.env)  # unknown env: one line
         if args.out is not None:
             check_writable(local_path(args.out), is_file=True)  # before reading anything
-        where = find_run(results_path(args.results, "--results"), args.method, args.seed,
-                         args.learning_rate, env=args.env)
-        out = local_path(args.out or f"docs/figures/{safe_name(where.cfg.env)}_episode.png")
+        results = results_path(args.results, "--results")
+        where = find_run(results, args.method, args.seed, args.learning_rate, env=args.env)
+        out = local_path(args.out) if args.out is not None else default_png(results,
+                                                                            where.cfg.env)
         check_writable(out, is_file=True)  # before the sampling, not after
         from cmrl_jax.registry import bind_env, renderer_of  # gymnax starts JAX's backend
         spec = env_spec(where.cfg.env)  # the run's env, resolved once

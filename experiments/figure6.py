@@ -18,7 +18,9 @@ percent change from baseline to CMRL (right, ``percent_change``). Any env
 whose registered renderer has a ``heatmap`` (``cmrl_jax.reporting.figures.hooks``: goal
 positions and bins) and that reports ``info["goal"]`` can be drawn; others are
 refused in one line. Writes a PNG and, next to it, a JSON with the arrays and
-counts; prints a one-line summary.
+counts, into the results folder (``figure6_<env>.png``) unless ``--out`` names
+another path (the README's figures: ``--out docs/figures/figure6_<env>.png``);
+prints a one-line summary.
 """
 
 import json
@@ -42,6 +44,7 @@ from cmrl_jax.reporting.figures.visitation import (
     visitation_counts,
 )
 from cmrl_jax.results.folder import RunLocation, find_run, safe_name, write_text_atomic
+from cmrl_jax.results.paths import ResultsPath
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Figure6Args:
     episodes: int = 40_000
     """meta-episodes sampled per agent (the paper: 40000)"""
     out: str | None = None
-    """PNG path (default docs/figures/figure6_<env>.png); the JSON is written beside it"""
+    """PNG path (default <results>/figure6_<env>.png); the JSON is written beside it"""
     cmrl_method: str = "Max-Until-Exploit"
     """table row of the CMRL run (left panel)"""
     baseline: str = "ERL2"
@@ -72,10 +75,17 @@ class Figure6Args:
     """show progress bars"""
 
 
-def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap, Any]:
-    """Check every argument, locate both runs, bind their env once (``registry.bind_env``)
-    and find its heatmap hook (reads config files and traces one env step; nothing is
-    restored or sampled)."""
+def default_png(results: ResultsPath, env: str) -> ResultsPath:
+    """Where the PNG goes without ``--out``: beside the runs it is drawn from, so a figure
+    of a trial run never replaces the README's in docs/figures."""
+    return results / f"figure6_{safe_name(env)}.png"
+
+
+def _validate(args: Figure6Args,
+              results: ResultsPath) -> tuple[RunLocation, RunLocation, Heatmap, Any]:
+    """Check every argument, locate both runs in ``results``, bind their env once
+    (``registry.bind_env``) and find its heatmap hook (reads config files and traces one env
+    step; nothing is restored or sampled)."""
     from cmrl_jax.envspec import reports_goals
     from cmrl_jax.registry import bind_env, env_spec
 
@@ -84,9 +94,6 @@ def _validate(args: Figure6Args) -> tuple[RunLocation, RunLocation, Heatmap, Any
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     if args.chunk < 1:
         raise ConfigError(f"--chunk must be >= 1, got {args.chunk}")
-    from cmrl_jax.results.paths import results_path
-
-    results = results_path(args.results, "--results")  # a local folder or gs://...
     base = find_run(results, args.baseline, args.seed_index, args.learning_rate, env=args.env)
     cmrl = find_run(results, args.cmrl_method, args.seed_index, args.learning_rate,
                     env=args.env)
@@ -109,12 +116,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = parse_cli(Figure6Args, argv, __doc__.split("\n")[0])
     t0 = time.perf_counter()
-    from cmrl_jax.results.paths import local_path
+    from cmrl_jax.results.paths import local_path, results_path
 
     try:
-        png = local_path(args.out or f"docs/figures/figure6_{safe_name(args.env)}.png")
+        results = results_path(args.results, "--results")  # a local folder or gs://...
+        png = local_path(args.out) if args.out is not None else default_png(results, args.env)
         check_writable(png, is_file=True)  # before the sampling, not after
-        base, cmrl, heatmap, bound = _validate(args)
+        base, cmrl, heatmap, bound = _validate(args, results)
         where = {"baseline": base, "cmrl": cmrl}
         from cmrl_jax.saved import load_policy
         runs = {side: load_policy(w, env=bound) for side, w in where.items()}

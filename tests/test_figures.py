@@ -358,7 +358,7 @@ if GOALLESS not in registered_envs():
         (GOALLESS, "figure6", "reports no goals"),
         ("gymnax:BernoulliBandit-misc", "strip", "registers no renderer strip"),
         ("gymnax:BernoulliBandit-misc", "figure6", "registers no renderer heatmap"),
-        ("monty_hall", "strip", "registers no renderer strip"),
+        ("monty_hall", "figure6", "registers no renderer heatmap"),  # doors: a strip only
         (CHEST, "figure6", "registers no renderer heatmap"),  # a strip but no heatmap
     ],
 )
@@ -393,3 +393,94 @@ def test_episode_figure_unknown_env_exits_2(results, tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "unknown env" in err and "\n" not in err
+
+
+# ------------------------------------------------------------------ default paths, Monty-Hall
+
+
+def test_figures_default_to_the_results_folder():
+    """Without --out a figure goes beside the runs it reads, never into docs/figures."""
+    from pathlib import Path
+
+    assert figure6.default_png(Path("r/t2"), "color_choice") == Path(
+        "r/t2/figure6_color_choice.png")
+    assert episode_figure.default_png(Path("r/t1"), CHEST) == Path(
+        "r/t1/examples.hidden_chest_hidden_chest_episode.png")
+
+
+def test_figure6_without_out_writes_into_its_results_folder(results, tmp_path, monkeypatch):
+    """Run from an empty folder: the PNG and its JSON land in --results, no docs/ appears."""
+    import shutil
+
+    folder = tmp_path / "t2"
+    shutil.copytree(results, folder)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = figure6.main(["--env", "color_choice", "--results", str(folder), "--episodes", "2",
+                        "--chunk", "2", "--no-progress"])
+    assert out["png"] == folder / "figure6_color_choice.png" and out["png"].is_file()
+    assert out["json"] == folder / "figure6_color_choice.json" and out["json"].is_file()
+    assert list(work.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def table1_results(tmp_path_factory):
+    """A Table 1 folder (10-Monty-Hall, K = 10) as ``experiments.table1 --methods ERL2
+    Max-Until-Exploit --seeds 1`` plans it: one sequential and one Central-LSTM program, each
+    with a freshly initialised checkpoint (the strip draws any parameters)."""
+    from cmrl_jax.commands.cli import parse_cli
+    from cmrl_jax.commands.tables import TableArgs, make_plan
+    from experiments import table1
+
+    folder = tmp_path_factory.mktemp("t1")
+    args = parse_cli(TableArgs, ["--methods", "ERL2", "Max-Until-Exploit", "--seeds", "1"], "t")
+    for name, cfg in make_plan(table1.SPEC, args).programs:
+        _write_program(folder / name, cfg)
+    return folder
+
+
+@pytest.mark.parametrize("method", ["ERL2", "Max-Until-Exploit"])
+def test_episode_figure_draws_monty_hall_into_its_results_folder(table1_results, tmp_path,
+                                                                  monkeypatch, capsys, method):
+    """Table 1's env has a strip: each of the 10 explore rollouts (or sub-episodes) and the
+    exploit opens one door or none, replayed against the record; the PNG lands in --results."""
+    from cmrl_jax_envs.monty_hall_draw import outcome
+
+    monkeypatch.chdir(tmp_path)  # the old default, docs/figures/, would appear here
+    out = episode_figure.main(["--results", str(table1_results), "--method", method,
+                               "--episode", "1"])
+    png = table1_results / "monty_hall_episode.png"
+    assert out["png"] == png and png.is_file() and png.stat().st_size > 0
+    assert list(tmp_path.iterdir()) == []
+    gold = int(out["exploit"].states[0].gold)
+    assert len(out["explore"]) == 10
+    for r in out["explore"] + [out["exploit"]]:
+        assert len(r.states) == 2 and r.goal == int(r.actions[0]) - 1  # action i: door i - 1
+        assert r.reward == pytest.approx(0.0 if r.goal < 0 else 0.1 if r.goal == gold else -1.0)
+        assert int(r.states[0].gold) == gold  # one task for the whole meta-episode
+        line = outcome(r, r.states[0])
+        assert line == ("NOOP: no door opened (0)" if r.goal < 0 else
+                        f"door {r.goal + 1}: {'gold (+0.1)' if r.goal == gold else 'bomb (-1)'}")
+    assert capsys.readouterr().out.strip().endswith(f"wrote {png}")
+
+
+def test_monty_hall_draws_a_noop_with_every_door_shut():
+    """NOOP (action 0): no door outlined, every door faded, no reward written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cmrl_jax.reporting.figures.replay import Replay
+    from cmrl_jax_envs.monty_hall import MontyHall
+    from cmrl_jax_envs.monty_hall_draw import draw_rollout, outcome
+
+    env = MontyHall(4)
+    _, state0 = env.reset_env(jax.random.PRNGKey(0), env.default_params)
+    noop = Replay([state0, state0], np.array([0]), -1, 0.0)
+    fig, ax = plt.subplots()
+    draw_rollout(ax, env, env.default_params, state0, noop, "tab:blue")
+    assert [p.get_alpha() for p in ax.patches] == [0.25] * 4 and not ax.texts[4:]
+    plt.close(fig)
+    assert outcome(noop, state0) == "NOOP: no door opened (0)"

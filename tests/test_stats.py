@@ -62,8 +62,37 @@ def test_the_table_carries_intervals_iqm_and_improvement():
     assert row["final_success_mean"] == pytest.approx(45.0) and lo < 45.0 < hi
     assert row["final_success_iqm"] == pytest.approx(45.0)  # middle three: 40, 45, 50
     text = render_table(ours, {}, (0.5,), "t")
-    assert "| IQM Final |" in text and f"45.0 ± 10.0% [{lo:.1f}, {hi:.1f}]" in text
+    assert "| IQM Final | IQM AuC |" in text and f"45.0 ± 10.0% [{lo:.1f}, {hi:.1f}]" in text
+    assert row["auc_iqm"] == pytest.approx(225.0)  # middle three: 200, 225, 250
+    auc_lo, auc_hi = row["auc_iqm_ci"]
+    assert f"| 45.0% [{row['final_success_iqm_ci'][0]:.1f}, " in text
+    assert f"| 225.00 [{auc_lo:.2f}, {auc_hi:.2f}] |" in text
+    assert "seeds a 95 % interval" not in text  # 5 seeds: no caveat
     assert "P(Max-Until-Exploit > ERL2): final success 1.00 [1.00, 1.00]" in text
     assert "95 % intervals over seeds (percentile bootstrap" in text
     three = summarize(_curve([0.2, 0.4, 0.6]), (0.5,))  # under 5 seeds: no IQM
     assert "final_success_iqm" not in three and "final_success_ci" in three
+
+
+@pytest.mark.parametrize("seeds, how", [(2, "exactly"), (3, "exactly"), (4, "nearly")])
+def test_few_seeds_intervals_are_said_to_be_the_seeds_range(seeds, how):
+    """With 2-3 seeds the percentile bootstrap of a mean gives the seeds' own [min, max]
+    (the all-lowest resample has mass (1/3)^3 = 3.7 % > 2.5 %); with 4 it lies just inside
+    (1/4^4 = 0.4 %). One line under the table says so, for the fewest seeds of any row."""
+    finals = [0.2, 0.7, 0.4, 0.55][:seeds]
+    ci = stats.mean_interval(finals)
+    if how == "exactly":
+        assert (ci.lo, ci.hi) == pytest.approx((min(finals), max(finals)))
+    else:
+        assert min(finals) < ci.lo < ci.hi < max(finals)
+    ours = {"RL2": summarize(_curve([0.0] * 5), (0.5,)),  # 5 seeds: an IQM, no caveat
+            "ERL2": summarize(_curve(finals), (0.5,)),
+            "Max-Until-Exploit": summarize(_curve([0.9]), (0.5,))}  # 1 seed: no interval
+    text = render_table(ours, {}, (0.5,), "t")
+    assert text.splitlines()[-1] == (
+        f"With {seeds} seeds a 95 % interval of a mean is {how} the seeds' [min, max] (the "
+        "bootstrap only re-averages them: it says where they fell, not how sure the mean is); "
+        "use >= 5 seeds for intervals.")
+    assert "| ERL2 | ours |" in text and text.count("| - | - |") == 2  # no IQM under 5 seeds
+    alone = render_table({"x": summarize(_curve([0.9]), (0.5,))}, {}, (0.5,), "t")
+    assert "interval" not in alone  # one seed: no interval, nothing to caveat

@@ -142,6 +142,21 @@ def _ci(s: dict, key: str, fmt: str) -> str:
     return f" [{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else ""
 
 
+def few_seeds_note(seeds: int) -> str:
+    """The line under a table whose intervals rest on ``seeds`` < ``stats.IQM_MIN_RUNS`` seeds.
+
+    A percentile bootstrap of a mean only averages the seeds it resamples: its lower bound is
+    the smallest seed whenever the resample of that seed alone, with probability
+    ``(1 / seeds) ** seeds``, holds more than the tail (2.5 %), i.e. for 2 or 3 seeds (the
+    upper bound likewise the largest); from 4 seeds on it lies just inside them.
+    """
+    tail = (1 - stats.CONFIDENCE) / 2
+    how = "exactly" if (1 / seeds) ** seeds > tail else "nearly"
+    return (f"With {seeds} seeds a {100 * stats.CONFIDENCE:.0f} % interval of a mean is {how} "
+            "the seeds' [min, max] (the bootstrap only re-averages them: it says where they "
+            f"fell, not how sure the mean is); use >= {stats.IQM_MIN_RUNS} seeds for intervals.")
+
+
 def render_table(
     ours: dict[str, dict],
     paper: dict[str, dict],
@@ -154,21 +169,23 @@ def render_table(
 
     ``visited=False`` (an env that reports no goals) omits the Visited Goals column; a
     Held-out Final column appears when a row has held-out results (``EnvSpec.heldout``). Rows
-    with intervals (``summarize``) show them as ``[lo, hi]``; an IQM column appears when
-    a row has >= 5 seeds; probabilities of improvement and a legend follow the table.
+    with intervals (``summarize``) show them as ``[lo, hi]``; IQM columns (final success and
+    AuC) appear when a row has >= 5 seeds; probabilities of improvement and a legend follow
+    the table, and ``few_seeds_note`` where a row's intervals rest on fewer than 5 seeds.
     """
     th = [f"{round(100 * t)}" for t in thresholds]
     goals = ["Visited Goals"] if visited else []
     with_iqm = any("final_success_iqm" in s for s in ours.values())
-    iqm_head = ["IQM Final"] if with_iqm else []
+    iqm_head = ["IQM Final", "IQM AuC"] if with_iqm else []
     with_held = any("heldout_final_success_mean" in s for s in ours.values())
     held_head = ["Held-out Final"] if with_held else []
     head = ["Model", "source", "AuC", "Final Perf.", *held_head, *iqm_head,
             *[f"{t}%" for t in th], *goals, "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method, s in ours.items():
-        iqm = ([f"{s['final_success_iqm']:.1f}%{_ci(s, 'final_success_iqm_ci', '.1f')}"
-                if "final_success_iqm" in s else "-"] if with_iqm else [])
+        iqm = ([f"{s['final_success_iqm']:.1f}%{_ci(s, 'final_success_iqm_ci', '.1f')}",
+                f"{s['auc_iqm']:.2f}{_ci(s, 'auc_iqm_ci', '.2f')}"]
+               if "final_success_iqm" in s else ["-", "-"]) if with_iqm else []
         held = ([_mean_std(s["heldout_final_success_mean"], s["heldout_final_success_std"],
                            s.get("seeds")) + _ci(s, "heldout_final_success_ci", ".1f")
                  if "heldout_final_success_mean" in s else "-"] if with_held else [])
@@ -203,7 +220,7 @@ def render_table(
                         f"{p['auc']:.2f}",
                         f"{p['final']:.1f} ± {p['final_std']:.1f}%",
                         *([""] if with_held else []),
-                        *([""] if with_iqm else []),
+                        *(["", ""] if with_iqm else []),
                         *until,
                         *([f"{p['visited']:.2f}"] if visited else []),
                         "",
@@ -225,6 +242,10 @@ def render_table(
             f"bootstrap, {stats.RESAMPLES} resamples, scipy.stats.bootstrap, as rliable); "
             f"IQM: interquartile mean, with >= {stats.IQM_MIN_RUNS} seeds; P(X > Y): the "
             "probability that a run of X beats a run of Y (ties count half).")
+    few = [s["seeds"] for s in ours.values()
+           if "final_success_ci" in s and s["seeds"] < stats.IQM_MIN_RUNS]
+    if few:
+        notes.append(few_seeds_note(min(few)))
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
