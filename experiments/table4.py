@@ -11,7 +11,8 @@ import dataclasses
 
 from cmrl_jax.commands.experiment import run_table
 from cmrl_jax.commands.tables import Row, paper_row
-from experiments.table1 import SPEC as TABLE1
+
+from .table1 import SPEC as TABLE1
 
 NO_DIV = " (no divergence)"
 

@@ -1,7 +1,18 @@
-"""What a new user met on 17cb582 (issue 19): each refusal is one line, each default is said."""
+"""What a new user met on 17cb582 (issue 19): each refusal is one line, each default is said;
+and on f8571e8 (issue 33): pip installs the paper's experiments, not only cmrl-train."""
 
+import ast
 import errno
+import importlib
 import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
 
 import jax.numpy as jnp
 import pytest
@@ -18,6 +29,7 @@ from cmrl_jax.results import folder as results
 from cmrl_jax.results.checkpoint import claim_folder, write_config
 
 CHEST = "examples.hidden_chest:hidden_chest"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_continuous_env_gets_the_small_entropy_bonus_and_the_table_says_so():
@@ -165,3 +177,134 @@ def test_a_row_clearly_under_the_neutral_policy_is_warned_about():
     assert ref.lines().splitlines() == [
         "Success: the exploit sub-episode's return is above 0",
         "Neutral policy (zero head outputs, Categorical) in the exploit sub-episode: 15.9 %."]
+
+
+def _setuptools() -> tuple[dict, list[str], dict[str, str]]:
+    """pyproject.toml, its installed packages and their folders ([tool.setuptools])."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tool = project["tool"]["setuptools"]
+    return project, tool["packages"], tool["package-dir"]
+
+
+def _folder(package: str, folders: dict[str, str]) -> Path:
+    """The checkout's folder of an installed package (``cmrl_jax_envs.x`` -> envs/x)."""
+    top, *rest = package.split(".")
+    return ROOT.joinpath(folders.get(top, top), *rest)
+
+
+def test_the_wheel_lists_every_package_and_a_script_per_experiment():
+    """setuptools installs only the packages listed: each listed one is a package, each
+    package folder under them is listed, experiments/ is cmrl_jax_experiments, and every
+    experiment (a module of experiments/ with a ``main``) has a console script whose
+    function exists; ``train`` is ``cmrl-train``."""
+    project, packages, folders = _setuptools()
+    assert folders["cmrl_jax_experiments"] == "experiments"
+    assert all((_folder(p, folders) / "__init__.py").is_file() for p in packages)
+    for top in {p.split(".")[0] for p in packages}:
+        root = _folder(top, folders)
+        found = {".".join((top, *i.parent.relative_to(root).parts))
+                 for i in root.rglob("__init__.py")}
+        assert found <= set(packages), f"not in [tool.setuptools] packages: {found - set(packages)}"
+    scripts = project["project"]["scripts"]
+    experiments = sorted(p.stem for p in (ROOT / "experiments").glob("*.py")
+                         if "\ndef main(" in p.read_text() and p.stem != "train")
+    assert {"episode_figure", "figure6", "table1", "table2", "table3", "table4"} <= set(experiments)
+    for name in experiments:
+        assert scripts[f"cmrl-{name.replace('_', '-')}"] == f"cmrl_jax_experiments.console:{name}"
+    assert scripts["cmrl-train"] == "cmrl_jax.commands.console:train"
+    for target in scripts.values():
+        module, attr = target.split(":")
+        top, _, rest = module.partition(".")
+        checkout_name = ".".join(filter(None, (folders.get(top, top), rest)))
+        assert callable(getattr(importlib.import_module(checkout_name), attr)), target
+
+
+def test_experiments_import_only_what_is_installed_with_them():
+    """Installed, experiments/ is cmrl_jax_experiments: ``import experiments.x`` would fail
+    there (its modules import each other relatively), as would the folders not installed."""
+    not_installed = ("experiments", "envs", "examples", "benchmarks", "tests")
+    bad = [f"{p.name}:{line} imports {module}"
+           for p in sorted((ROOT / "experiments").glob("*.py"))
+           for line, module in _absolute_imports(p)
+           if module.split(".")[0] in not_installed]
+    assert not bad, "\n".join(bad)
+
+
+def _absolute_imports(path: Path):
+    """(line, module) of every absolute import in ``path``, in functions too."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.lineno, node.module
+
+
+def test_a_console_script_drops_the_summary_its_command_returns(monkeypatch):
+    """A console script passes its function's return to ``sys.exit``: a command's summary
+    (a dict) would print and exit 1."""
+    from experiments import console, table1
+
+    monkeypatch.setattr(table1, "main", lambda: {"RL2": {"auc": 1.0}})
+    assert console.table1() is None
+
+
+@pytest.mark.slow
+def test_the_wheel_runs_the_experiments_outside_the_checkout(tmp_path):
+    """The wheel, built from a copy of the installed folders, pip-installed in a fresh venv
+    (its dependencies from this venv's site-packages through a .pth, nothing of the
+    checkout) and run from an unrelated folder: the console scripts, ``python -m
+    cmrl_jax_experiments.table4`` (which imports table1) and an env by entry point. Slow:
+    pip builds the wheel in its isolated environment, setuptools from the package index."""
+    _, packages, folders = _setuptools()
+    src = tmp_path / "src"  # setuptools writes build/ and *.egg-info beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for top in {p.split(".")[0] for p in packages}:
+        shutil.copytree(_folder(top, folders), src / folders.get(top, top),
+                        ignore=shutil.ignore_patterns("__pycache__"))
+
+    def run(*argv, **kwargs):
+        return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
+                              timeout=300, **kwargs)
+
+    built = run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                tmp_path / "dist", src)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cmrl_jax_experiments/console.py" in names
+    assert not [n for n in names if n.split("/")[0] in ("experiments", "examples", "envs")]
+
+    venv = tmp_path / "venv"
+    assert run(sys.executable, "-m", "venv", "--without-pip", venv).returncode == 0
+    python, bin_ = venv / "bin" / "python", venv / "bin"
+    purelib = run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+    Path(purelib.stdout.strip(), "dependencies.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n")
+    installed = run(sys.executable, "-m", "pip", "--python", python, "install", "-q",
+                    "--no-deps", "--no-index", wheel)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert {f"cmrl-{n}" for n in ("table1", "table4", "figure6", "episode-figure", "train")} \
+        <= {p.name for p in bin_.iterdir()}
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def command(*argv):
+        return run(*argv, cwd=elsewhere, env=env)
+
+    where = command(python, "-c", "import cmrl_jax, cmrl_jax_experiments as e; "
+                                  "print(cmrl_jax.__file__, e.__file__)")
+    assert where.returncode == 0 and where.stdout.split() and all(
+        f.startswith(str(venv)) for f in where.stdout.split()), where
+    usage = command(bin_ / "cmrl-table1", "--help")
+    assert usage.returncode == 0 and "Table 1: 10-Monty-Hall" in usage.stdout, usage.stderr
+    table4 = command(python, "-m", "cmrl_jax_experiments.table4", "--methods", "Nope")
+    assert table4.returncode == 2 and "unknown method 'Nope'" in table4.stderr, table4.stderr
+    train = command(bin_ / "cmrl-train", "--env", "monty_hall", "--updates", "0")
+    assert train.returncode == 2 and "--updates must be >= 1" in train.stderr, train.stderr
+    figure = command(bin_ / "cmrl-episode-figure", "--results", "absent")
+    assert figure.returncode == 2 and "does not exist" in figure.stderr, figure.stderr
+    assert not list(elsewhere.iterdir())  # every refusal wrote nothing
