@@ -12,12 +12,16 @@ first; the first H100 run spent its budget before the physics check):
 3. Table 1 end to end (``experiments.table1``, paper setting): wall time, table;
 4. cost per update and projected full-run time of Tables 2, 3 and 4 at their
    full batch (``benchmarks.table_cost``);
-5. closed-form and MJX Reacher decisions/s against ``mujoco.rollout`` on the host's cores
+5. XLand-MiniGrid env steps/s of RL2, CMRL Central and Meta at 1k, 4k and 16k
+   environments (GRU-256, PPO), compile time apart, temporary and peak device memory,
+   and xland-minigrid's own trainer beside them where its checkout is (``--peer``;
+   ``benchmarks.xland_throughput``): the >= 1M steps/s target;
+6. closed-form and MJX Reacher decisions/s against ``mujoco.rollout`` on the host's cores
    (``benchmarks.reacher_speed``);
-6. runs scaling (two or more devices): Table 1's programs on one device and
+7. runs scaling (two or more devices): Table 1's programs on one device and
    with their runs split over two (target: >= 1.8x);
-7. peak device memory of this process (steps 2, 4-6; steps 3 and 8 run apart);
-8. fast tests: the backend-dependent test files (Reacher physics first, then
+8. peak device memory of this process (steps 2, 4-7; steps 3 and 9 run apart);
+9. fast tests: the backend-dependent test files (Reacher physics first, then
    maths, environments, engine, training) with ``CMRL_TEST_ACCELERATOR=1``, i.e.
    on the accelerator, in the time left (at least ``FAST_TESTS_MIN_S``).
 A step that fails or runs out of the time budget is recorded as such and the
@@ -67,6 +71,12 @@ COST_SEEDS = (3, 1)
 REACHER_ARGS = (["--batches", "128", "1024", "8192", "--decisions", "50", "--repeats", "2"],
                 ["--batches", "8", "--decisions", "4", "--repeats", "1", "--threads", "1",
                  "--integrators", "Euler"])  # smoke: Euler compiles several times faster
+# XLand-MiniGrid throughput (benchmarks.xland_throughput's reference task and network: R1-9x9,
+# GRU-256, PPO 1 epoch x 16 minibatches, 512-step trials): (envs, hidden, horizon, chunk,
+# minibatches) at full size and smoke size; every case at each size, smallest size first.
+XLAND_SIZES = (((1024, 4096, 16384), 256, 128, 1, 16), ((4,), 8, 2, 1, 2))
+XLAND_CASES = ("RL2", "CMRL-central", "CMRL")
+XLAND_PEER = ROOT.parent / "xland-minigrid"  # the peer's checkout, where there is one
 STEP_LIMIT_S = {"fast tests": 150, "table 1": 150}
 FAST_TESTS_MIN_S = 45  # the last step runs this long even when the budget is spent
 
@@ -179,6 +189,54 @@ def table_costs(smoke: bool, left: float) -> dict:
         results.append(measure(table, chunk=COST_CHUNK[smoke], seeds=COST_SEEDS[smoke],
                                batch_size=batch, learner=learner))
     return {"tables": results, "skipped_for_time": skipped}
+
+
+def xland_throughput(smoke: bool, left: float, peer: Path | None = None) -> dict:
+    """XLand-MiniGrid env steps/s of RL2, CMRL Central and CMRL Meta (GRU, PPO) at 1k to 16k
+    environments, compile time apart, XLA's temporary memory of the update and the device's
+    peak so far after each case; the peer's RL2 trainer at each size where its checkout is
+    (``benchmarks.xland_throughput``, ``xland_peer``). Sizes the time left cannot reach are
+    listed as skipped."""
+    from benchmarks import xland_peer
+    from benchmarks.xland_throughput import config, measure
+    from cmrl_jax_envs import xland_benchmarks
+
+    envs, hidden, horizon, chunk, minibatches = XLAND_SIZES[smoke]
+    t_end = time.perf_counter() + left
+    rows, skipped = [], []
+    python, peer_error = None, None
+    if peer is not None and not smoke:
+        try:  # its virtualenv may need a network the device does not have: one line
+            xland_peer.check_checkout(str(peer))
+            python = xland_peer.peer_python(None)
+        except Exception as e:  # noqa: BLE001 - any failure leaves our rows standing
+            peer_error = f"{type(e).__name__}: {e}"
+    for n in envs:
+        for case in XLAND_CASES:
+            if time.perf_counter() > t_end - 20:
+                skipped.append(f"{case} at {n} envs")
+                continue
+            cfg = config(case, n, hidden, 3, horizon, chunk, "ppo", 1024,
+                         (("epochs", 1), ("minibatches", min(minibatches, n))))
+            row = {"case": case, **measure(cfg, repeats=1 if smoke else 2)}
+            rows.append(row | {"device_peak_gib": peak_memory()["peak_gib"]})
+            print(json.dumps(rows[-1]), flush=True)
+        if python is not None and time.perf_counter() < t_end - 60:
+            bench = xland_benchmarks.cached_benchmark(1024, 0, 1, 2)
+            size = xland_peer.PeerSize(n, hidden, 4 * horizon, chunk * 2, minibatches, 1)
+            try:
+                rows.append({"case": "peer", **xland_peer.run(str(peer), python, Path(bench),
+                                                              size)})
+            except (RuntimeError, OSError) as e:  # one line; our rows stand
+                rows.append({"case": "peer", "envs": n, "error": str(e)})
+    rl2 = {r["envs"]: r.get("steps_per_s") for r in rows if r["case"] == "RL2"}
+    for r in rows:  # each case's cost per env step over RL2's at the same size
+        if r.get("steps_per_s") and rl2.get(r["envs"]):
+            r["cost_over_rl2"] = round(rl2[r["envs"]] / r["steps_per_s"], 2)
+    return {"rows": rows, "skipped_for_time": skipped, "peer": str(peer) if python else None,
+            "peer_error": peer_error,
+            "target_1m_steps_per_s_met": any((r.get("steps_per_s") or 0) >= 1e6 for r in rows
+                                             if r["case"] == "RL2")}
 
 
 def reacher_speed(smoke: bool) -> dict:
@@ -298,6 +356,15 @@ def _summary(step: dict) -> str:
     if name == "reacher speed":
         return "; ".join(f"{r['backend']} batch {r['batch']}: {r['decisions_per_s']:,.0f} dec/s"
                          for r in step["rows"])
+    if name == "xland throughput":
+        return "; ".join(
+            f"{r['case']} {r['envs']} envs: " + (
+                f"{r['steps_per_s']:,} steps/s (compile {r.get('compile_s')} s"
+                + (f", {r['cost_over_rl2']}x RL2's cost" if "cost_over_rl2" in r else "")
+                + (f", peak {r['device_peak_gib']} GiB" if r.get("device_peak_gib") else "")
+                + ")" if r.get("steps_per_s") else r.get("error", "no timing"))
+            for r in step["rows"]) + (f"; skipped {step['skipped_for_time']}"
+                                      if step["skipped_for_time"] else "")
     if name == "physics precision":
         return ", ".join(f"{k}: {v:.1e} rad" for k, v in step["max_abs_angle_error_rad"].items())
     if name == "runs scaling":
@@ -315,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=None,
                    help="wall-time budget of the steps before the fast tests, which then get\n"
                         f"what is left or {FAST_TESTS_MIN_S} s (default 430 s, smoke 300 s)")
+    p.add_argument("--xland-s", type=float, default=180.0,
+                   help="seconds the XLand throughput step may take (default 180)")
+    p.add_argument("--peer", default=None, help="a checkout of dunnolab/xland-minigrid for\n"
+                   f"the XLand step's peer rows (default: {XLAND_PEER} if present)")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     rep.run("physics precision", lambda left: physics_precision(a.smoke))
     rep.run("table 1", lambda left: table1(a.smoke, out, left))
     rep.run("table costs", lambda left: table_costs(a.smoke, left))
+    peer = Path(a.peer) if a.peer else (XLAND_PEER if XLAND_PEER.is_dir() else None)
+    rep.run("xland throughput",
+            lambda left: xland_throughput(a.smoke, min(left, a.xland_s), peer))
     rep.run("reacher speed", lambda left: reacher_speed(a.smoke))
     rep.run("runs scaling", lambda left: runs_scaling(a.smoke))
     rep.run("peak memory", lambda left: peak_memory(), always=True)

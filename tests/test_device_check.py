@@ -11,8 +11,8 @@ import pytest
 from benchmarks.device_check import check_backend, fast_tests
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["backend", "physics precision", "table 1", "table costs", "reacher speed",
-         "runs scaling", "peak memory", "fast tests"]
+STEPS = ["backend", "physics precision", "table 1", "table costs", "xland throughput",
+         "reacher speed", "runs scaling", "peak memory", "fast tests"]
 
 
 def test_full_mode_refuses_the_cpu():
@@ -46,6 +46,10 @@ def test_smoke_mode_writes_the_report(tmp_path):
     assert steps["table 1"]["table"]["Max-Until-Exploit"]["updates"] == 4
     assert steps["table costs"]["tables"][0]["programs"][0]["s_per_update"] > 0
     assert {r["backend"] for r in steps["reacher speed"]["rows"]} == {"analytic", "mjx", "C x1"}
+    xland = steps["xland throughput"]["rows"]
+    assert [r["case"] for r in xland] == ["RL2", "CMRL-central", "CMRL"]
+    assert all(r["steps_per_s"] > 0 and r["compile_s"] > 0 for r in xland)
+    assert xland[0]["cost_over_rl2"] == 1.0 and xland[2]["cost_over_rl2"] > 0
     errors = steps["physics precision"]["max_abs_angle_error_rad"]
     assert errors["analytic"] < 1e-4 and errors["mjx highest"] < 1e-4
     page = (tmp_path / "device_report.md").read_text()
