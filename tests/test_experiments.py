@@ -186,3 +186,17 @@ def test_program_folders_name_their_cell_and_learner(tmp_path):
         TableArgs(), cell="gru", out=str(tmp_path / "t"))).programs)["central_gru"]
     write_config(tmp_path / "t" / "central_lstm", old.to_json())
     assert names("--cell", "gru") == ["sequential_gru", "central_lstm"]
+
+
+def test_the_table_names_each_programs_cell_and_learner(tmp_path):
+    """table.md says which cell, memory size and learner each program ran (friction 4)."""
+    import dataclasses
+
+    from cmrl_jax.commands.experiment import programs_line
+
+    plan = make_plan(table1.SPEC, dataclasses.replace(TableArgs(), cell="gru", learner="ppo",
+                                                      out=str(tmp_path / "t")))
+    line = programs_line(plan.programs)
+    assert line.startswith("Programs: `sequential_gru_ppo/` (RL2, ERL2): sequential, gru 32, ppo")
+    assert "`central_gru_ppo/` (Max-Until-Exploit, StDev-Until-Exploit): central_lstm, gru 32, " \
+           "ppo" in line

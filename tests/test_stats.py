@@ -74,6 +74,20 @@ def test_the_table_carries_intervals_iqm_and_improvement():
     assert "final_success_iqm" not in three and "final_success_ci" in three
 
 
+def test_every_table_row_names_its_units():
+    """Success is a fraction in the logs and a percent in the tables; each table.json row
+    says so, and so does a line under the table (issue 33, friction 1). The curve's last
+    success 0.45 (a log's fraction) is 45 % in the row; AuC is fraction x updates."""
+    row = summarize(_curve([0.45]), (0.25,))
+    assert row["final_success_mean"] == pytest.approx(100 * 0.45)
+    assert row["auc"] == pytest.approx(0.45 * 1000 / 2)  # a linear rise over 1000 updates
+    assert row["units"]["final_success"].startswith("percent")
+    assert row["units"]["auc"].startswith("success fraction x updates")
+    assert list(row["updates_until"]) == ["25"] and "percent" in row["units"]["updates_until"]
+    assert "Units: success in % (eval.jsonl, TensorBoard and W&B log it as a fraction)" in \
+        render_table({"x": row}, {}, (0.25,), "t")
+
+
 @pytest.mark.parametrize("seeds, how", [(2, "exactly"), (3, "exactly"), (4, "nearly")])
 def test_few_seeds_intervals_are_said_to_be_the_seeds_range(seeds, how):
     """With 2-3 seeds the percentile bootstrap of a mean gives the seeds' own [min, max]

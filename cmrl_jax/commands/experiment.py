@@ -145,6 +145,18 @@ def run_table(spec: TableSpec, argv: list[str] | None = None,
             raise  # not reached: _exit_now ends the process
 
 
+def programs_line(programs) -> str:
+    """One line naming what each program ran: its folder, the rows it holds, topology, cell,
+    memory size and learner (with its options) (issue 33: a GRU run is not an LSTM's)."""
+    parts = []
+    for name, cfg in programs:
+        rows = ", ".join(dict.fromkeys(r.row for r in cfg.runs))
+        opts = "".join(f" {k}={v}" for k, v in cfg.learner_options)
+        parts.append(f"`{name}/` ({rows}): {cfg.architecture}, {cfg.cell} {cfg.hidden}, "
+                     f"{cfg.learner}{opts}")
+    return "Programs: " + "; ".join(parts) + "."
+
+
 def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list,
                       continued=None) -> dict:
     """Train every program (resuming) and write the table, its JSON and figure;
@@ -205,7 +217,7 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
     if not main:  # process 0 writes the table, the figure and the report
         return result
     reference = baseline(first, plan.env)  # under every table: what success means, acting blindly
-    table += "\n" + reference.lines() + "\n"
+    table += "\n" + programs_line(plan.programs) + "\n" + reference.lines() + "\n"
     if changed:
         table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
                   "table's setting only.\n")

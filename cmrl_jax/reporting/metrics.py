@@ -73,6 +73,18 @@ def _intervals(name: str, values: np.ndarray) -> dict:
     return out
 
 
+UNITS = {
+    "final_success": "percent (eval.jsonl, TensorBoard and W&B log success as a fraction: "
+                     "x 100 here)",
+    "auc": "success fraction x updates (the area under the success curve, as Table 1's AuC)",
+    "updates_until": "updates; keyed by the threshold in percent",
+    "visited_goals": "goals per meta-episode",
+}
+"""The units of a table's numbers (``table.json`` carries them in every row: ``units``),
+and of the logs: success is a fraction in [0, 1] in every log and a percent in every table,
+as the paper prints it."""
+
+
 def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
     """Table entry of one method from its curves (percentages for success, std over seeds,
     95 % intervals and IQM as ``cmrl_jax.reporting.stats`` computes them, the per-seed values)."""
@@ -97,6 +109,7 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
         "final_success_per_seed": seeds["final_success"].tolist(),
         "auc_per_seed": seeds["auc"].tolist(),
         **_heldout(curve),
+        "units": UNITS,
     }
 
 
@@ -242,6 +255,9 @@ def render_table(
             f"bootstrap, {stats.RESAMPLES} resamples, scipy.stats.bootstrap, as rliable); "
             f"IQM: interquartile mean, with >= {stats.IQM_MIN_RUNS} seeds; P(X > Y): the "
             "probability that a run of X beats a run of Y (ties count half).")
+    notes.append("Units: success in % (eval.jsonl, TensorBoard and W&B log it as a fraction); "
+                 "AuC in success fraction x updates (the area under the success curve); "
+                 "thresholds in %, reached at the update shown.")
     few = [s["seeds"] for s in ours.values()
            if "final_success_ci" in s and s["seeds"] < stats.IQM_MIN_RUNS]
     if few:

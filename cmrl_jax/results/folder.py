@@ -7,7 +7,11 @@ A results folder (``--out``) of a table or of the generic command::
     <out>/writer.lock            the live writer's lock (``lock``)
     <out>/table.md, table.json   the table (``write_table``), sweep.json with --sweep
     <out>/<name>.png             the learning-curve figure
-    <out>/<program>/config.json  one program's ``TrainConfig`` (several runs, vmapped)
+    <out>/figure6_<env>.png, .json, <env>_episode.png   figures made from it (``experiments``)
+    <out>/continued.jsonl        configs the folder had before a continuation
+    <out>/<program>/config.json  one program's ``TrainConfig`` (several runs, vmapped);
+                                 <program>: its topology, cell and learner (``central_gru``)
+    <out>/<program>/continued.jsonl   its configs before a continuation (``continuation``)
     <out>/<program>/eval.jsonl   one ``EvalRow`` per (update, run) (``eval_log``)
     <out>/<program>/checkpoints/<update>/   orbax checkpoints (``checkpoint``)
     <out>/<program>/damaged-checkpoints/    damaged steps, moved aside, never deleted
