@@ -206,13 +206,20 @@ def test_config_validation(change, message):
 )
 def test_cli_bad_input(argv, message, tmp_path, capsys):
     """One line naming the problem, exit status 2, nothing written."""
+    assert message in refused_line(argv, tmp_path, capsys)
+
+
+def refused_line(argv, tmp_path, capsys) -> str:
+    """Table 1's command on ``argv``: exit status 2, one line on stderr (returned), nothing
+    written."""
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exc:
         table1.main(argv + ["--out", str(out), "--no-progress"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
+    assert len(err) == 1, err
     assert not out.exists()
+    return err[0]
 
 
 def test_cli_refuses_folder_of_other_experiment(tmp_path, capsys):
