@@ -41,3 +41,8 @@ def figure6() -> None:
 def episode_figure() -> None:
     """``cmrl-episode-figure``: one meta-episode as a strip of panels."""
     _run("episode_figure")
+
+
+def xland_study() -> None:
+    """``cmrl-xland-study``: RL2, ERL2 and CMRL memory matched on XLand-MiniGrid."""
+    _run("xland_study")

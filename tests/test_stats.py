@@ -110,3 +110,31 @@ def test_few_seeds_intervals_are_said_to_be_the_seeds_range(seeds, how):
     assert "| ERL2 | ours |" in text and text.count("| - | - |") == 2  # no IQM under 5 seeds
     alone = render_table({"x": summarize(_curve([0.9]), (0.5,))}, {}, (0.5,), "t")
     assert "interval" not in alone  # one seed: no interval, nothing to caveat
+
+
+def test_heldout_auc_by_hand():
+    """Held-out success rising linearly to 0.2 .. 1.0 over 1000 updates: AuC per seed 1000 f / 2
+    = 100 .. 500, mean and IQM (middle three) 300; final 20 .. 100 %. The table shows both
+    held-out columns, and P(X > ERL2) on the held-out results where both rows have them."""
+    cmrl = _curve([0.9, 0.95, 1.0, 0.97, 0.99])
+    cmrl["heldout_success"] = np.stack([np.linspace(0.0, f, 5) for f in (0.2, 0.4, 0.6, 0.8, 1.0)])
+    erl2 = _curve([0.3, 0.5, 0.4, 0.6, 0.45])
+    erl2["heldout_success"] = np.zeros_like(erl2["success"])  # never above 0 held out
+    row = summarize(cmrl, (0.5,))
+    assert row["heldout_auc_per_seed"] == pytest.approx([100, 200, 300, 400, 500])
+    assert row["heldout_auc"] == pytest.approx(300.0) and row["heldout_auc_iqm"] == 300.0
+    assert row["heldout_auc_std"] == pytest.approx(np.std([100, 200, 300, 400, 500]))
+    lo, hi = row["heldout_auc_ci"]
+    assert 100 < lo < 300 < hi < 500
+    assert row["heldout_final_success_per_seed"] == pytest.approx([20, 40, 60, 80, 100])
+    imp = improvement(cmrl, erl2, "ERL2")
+    assert imp["heldout_auc"] == 1.0 and imp["heldout_final_success"] == 1.0  # every pair wins
+    ours = {"ERL2": summarize(erl2, (0.5,)), "Max-Until-Exploit": row}
+    ours["Max-Until-Exploit"]["probability_of_improvement"] = imp
+    text = render_table(ours, {}, (0.5,), "t")
+    assert "| Final Perf. | Held-out Final | Held-out AuC | IQM Final |" in text
+    assert f"| 300.00 [{lo:.2f}, {hi:.2f}] |" in text and "| 0.00 [0.00, 0.00] |" in text
+    assert ("held-out final success 1.00 [1.00, 1.00], held-out AuC 1.00 [1.00, 1.00]."
+            in text)
+    plain = improvement(_curve([0.9, 1.0]), _curve([0.3, 0.5]), "ERL2")  # no held-out
+    assert set(plain) == {"over", "final_success", "final_success_ci", "auc", "auc_ci"}

@@ -28,6 +28,7 @@ from cmrl_jax.commands.tables import (
     TableSpec,
     baseline,
     claim,
+    env_steps_per_run,
     make_plan,
     select_best,
 )
@@ -157,6 +158,45 @@ def programs_line(programs) -> str:
     return "Programs: " + "; ".join(parts) + "."
 
 
+def compute_report(programs, seconds: dict[str, float], cpu_s: float, facts: dict,
+                   jobs: int) -> tuple[str, dict[str, dict]]:
+    """What each program trained on and took (``TableSpec.report_compute``): the line under
+    the table, and per row (label -> its program's numbers, for table.json).
+
+    ``programs``: (folder name, config) pairs; ``seconds``: each program's wall seconds in
+    ``run_training`` this session (compile and evaluation included; a resumed run counts this
+    session only); ``cpu_s``: the process's CPU seconds over the same span (every thread,
+    XLA's included); ``facts``: ``runtime.backend_facts``; ``jobs``: programs run at once.
+    """
+    per_run = {name: env_steps_per_run(cfg) for name, cfg in programs}
+    first = programs[0][1]
+    equal = len(set(per_run.values())) == 1
+    where = (f"{facts['device_count']} x {facts['device_kind']} ({facts['backend']}), "
+             f"{facts['cpu_count']} CPU cores")
+    parts, rows = [], {}
+    for name, cfg in programs:
+        labels = list(dict.fromkeys(r.row for r in cfg.runs))
+        entry = {"program": name, "runs_in_program": len(cfg.runs),
+                 "env_steps_per_run": per_run[name],
+                 "program_env_steps": per_run[name] * len(cfg.runs),
+                 "program_wall_s": round(seconds[name], 1), "backend": facts["backend"],
+                 "device": f"{facts['device_count']} x {facts['device_kind']}",
+                 "programs_at_once": jobs, "process_cpu_s": round(cpu_s, 1)}
+        rows.update({label: entry for label in labels})
+        steps = "" if equal else f", {per_run[name]:,} env steps per run"
+        parts.append(f"`{name}/` ({', '.join(labels)}): {len(cfg.runs)} runs{steps}, "
+                     f"{seconds[name]:.0f} s")
+    steps = (f"Env steps per run: {per_run[programs[0][0]]:,} ({first.num_updates} updates x "
+             f"{first.batch_size} meta-episodes x (K + 1 = {first.k_explore + 1}) x "
+             f"H = {first.horizon}; early-ended sub-episodes step fewer), the same in every "
+             "program." if equal else "Env steps per run differ between programs (below).")
+    line = (f"{steps} Compute, wall seconds of each program's training in this command "
+            f"(compile and evaluation included; a resumed run counts this session only) on "
+            f"{where}, {jobs} program(s) at a time sharing it: " + "; ".join(parts)
+            + f"; process CPU time {cpu_s:.0f} s.")
+    return line, rows
+
+
 def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list,
                       continued=None) -> dict:
     """Train every program (resuming) and write the table, its JSON and figure;
@@ -185,13 +225,21 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
         jobs = 1
     pool = ThreadPoolExecutor(max_workers=jobs)
     sinks = factories(plan.sinks)
-    futures = [
-        pool.submit(run_training, cfg, plan.folder / name, label=name,
-                    progress=args.progress and main, bar_position=i, mesh=mesh, sinks=sinks,
-                    env=plan.env)  # validated by the plan: not again
-        for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))
-    ]
+    seconds: dict[str, float] = {}  # each program's wall seconds in run_training
+
+    def train(i: int, name: str, cfg, mesh) -> list[EvalRow]:
+        t_start = time.perf_counter()
+        out = run_training(cfg, plan.folder / name, label=name, progress=args.progress and main,
+                           bar_position=i, mesh=mesh, sinks=sinks,
+                           env=plan.env)  # validated by the plan: not again
+        seconds[name] = time.perf_counter() - t_start
+        return out
+
+    cpu0 = time.process_time()
+    futures = [pool.submit(train, i, name, cfg, mesh)
+               for i, ((name, cfg), mesh) in enumerate(zip(plan.programs, meshes, strict=True))]
     rows = _wait_for(futures, folder=plan.folder)
+    cpu_s = time.process_time() - cpu0
     pool.shutdown()
     sweep_report = None
     if args.sweep:
@@ -205,6 +253,11 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
                 better = improvement(cs[r.label], cs[IMPROVEMENT_OVER], IMPROVEMENT_OVER)
                 if better is not None:
                     ours[r.label]["probability_of_improvement"] = better
+    compute = None
+    if spec.report_compute:
+        compute, by_row = compute_report(plan.programs, seconds, cpu_s, facts, jobs)
+        for label in methods:
+            ours[label]["compute"] = by_row[label]
     not_in_paper = [r.label for r in spec.rows if not r.in_paper and r.label in ours]
     # The paper's rows and the oracle hold for the table's K and H only (--extra may change them).
     first = plan.programs[0][1]  # every program shares the base's K and H
@@ -218,6 +271,8 @@ def _train_and_report(spec: TableSpec, args: TableArgs, plan: Plan, meshes: list
         return result
     reference = baseline(first, plan.env)  # under every table: what success means, acting blindly
     table += "\n" + programs_line(plan.programs) + "\n" + reference.lines() + "\n"
+    if compute is not None:
+        table += "\n" + compute + "\n"
     if changed:
         table += (f"\nPaper rows and oracle omitted: {', '.join(changed)}; they hold for the "
                   "table's setting only.\n")

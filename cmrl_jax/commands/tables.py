@@ -1,8 +1,9 @@
 """A table experiment as data: its rows, paper numbers and options, and the plan of programs.
 
 A table experiment is a ``TableSpec`` (environment, rows, paper numbers,
-learning-rate grid). A row is a method, possibly with its own lambda_div.
-Rows that share an architecture train together as one compiled program
+learning-rate grid). A row is a method, possibly with its own lambda_div, and possibly with
+its own topology and memory size (``Row.architecture``, ``Row.hidden``).
+Rows that share an architecture and memory size train together as one compiled program
 (seeds, learning rates, reward schemes and lambda_div vmapped); each program
 has its own subfolder, checkpoints and ``eval.jsonl`` under ``--out``
 (``cmrl_jax.commands.experiment.run_table`` trains them and writes the table).
@@ -19,6 +20,7 @@ import tyro
 
 from cmrl_jax.commands.cli import parse_assignments
 from cmrl_jax.config import (
+    ARCHITECTURES,
     CELL_PLUGINS,
     DIVERGENCES,
     ENCODERS,
@@ -42,12 +44,41 @@ PAPER_METHODS = ("RL2", "ERL2", "Max-Until-Exploit", "StDev-Until-Exploit")
 
 @dataclass(frozen=True)
 class Row:
-    """One table row: a method, with or without the divergence loss."""
+    """One table row: a method, with or without the divergence loss, on the table's topology
+    and memory size or on its own (e.g. a study of CMRL on the Central and the Meta topology
+    at 16 and 32 units: rows that differ in either train in programs of their own)."""
 
     label: str
     method: str
     divergence: bool = True  # CMRL rows: lambda_div as configured; False: lambda_div = 0
     in_paper: bool = True
+    # This row's topology (None: the table's ``cmrl_architecture`` for a CMRL method,
+    # "sequential" for RL2 / ERL2); a CMRL method needs a concurrent one, RL2 / ERL2
+    # "sequential".
+    architecture: str | None = None
+    # This row's memory size, fixed: the command line may not change it (None: the command
+    # line's, the recipe's, the table's, else the method's, as every program's).
+    hidden: int | None = None
+
+    def __post_init__(self):
+        """A row whose topology cannot run its method, or a memory size under 1, is refused
+        where the table is written (ValueError)."""
+        if self.architecture is not None:
+            if self.architecture not in ARCHITECTURES:
+                raise ValueError(f"Row {self.label!r}: unknown architecture "
+                                 f"{self.architecture!r}; known: {', '.join(ARCHITECTURES)}")
+            if ARCHITECTURES[self.architecture].concurrent != get_method(self.method).concurrent:
+                raise ValueError(f"Row {self.label!r}: {self.method} cannot run on "
+                                 f"{self.architecture}")
+        if self.hidden is not None and self.hidden < 1:
+            raise ValueError(f"Row {self.label!r}: hidden must be >= 1, got {self.hidden}")
+
+    def topology(self, table_architecture: str) -> str:
+        """The architecture this row's program runs (``table_architecture``: the table's
+        ``cmrl_architecture``)."""
+        if self.architecture is not None:
+            return self.architecture
+        return table_architecture if get_method(self.method).concurrent else "sequential"
 
 
 @dataclass(frozen=True)
@@ -56,7 +87,7 @@ class TableSpec:
 
     name: str  # e.g. "table1"
     title: str
-    cmrl_architecture: str  # "central_lstm" or "meta_lstm" for the CMRL rows
+    cmrl_architecture: str  # "central_lstm" or "meta_lstm" for the CMRL rows (a Row's wins)
     base: TrainConfig  # env, sizes, horizons; runs / architecture / hidden filled per group
     rows: tuple[Row, ...]  # default rows, in table order
     learning_rates: dict[str, float]  # default per row label (chosen by the sweep)
@@ -66,8 +97,12 @@ class TableSpec:
     paper: dict[str, dict]  # method -> {auc, final, final_std, visited, updates_until}
     num_goals: int | None
     oracle: Any = None  # optional (bound env) -> markdown text appended under the table
-    hidden: int | None = None  # LSTM size of every program (None: the method's)
+    hidden: int | None = None  # LSTM size of every program (None: the method's; a Row's wins)
     visited_goals: bool = True  # the env reports goals (False: the metric is omitted)
+    # Under the table, and per row in table.json: env steps per run and the wall seconds of
+    # each program's training (``experiment.compute_report``); off for the paper tables,
+    # whose table.json is the same on every machine and resume.
+    report_compute: bool = False
     # What a plug-in choice changes in this table's recipe, by learner or cell name (e.g.
     # {"ppo": Recipe(learning_rate=1e-3), "gru": Recipe(hidden=32)}), measured for it
     # (docs/results.md); the command's own --learning-rate / --train.hidden N win.
@@ -513,24 +548,41 @@ def program_config(spec: TableSpec, args: TableArgs, base: TrainConfig,
                                         if not _from_command_line(sources[k])})
 
 
-def program_name(architecture: str, cell: str, learner: str) -> str:
+def env_steps_per_run(cfg: TrainConfig) -> int:
+    """Env-step slots one run of ``cfg`` trains on: updates x meta-episodes per update x
+    (K + 1) sub-episodes or rollouts x H decisions, the same for RL2 / ERL2 (K explore
+    sub-episodes, then the exploit one) and CMRL (K explore rollouts, then the exploit
+    sub-episode); a sub-episode that ends early (a goal reached) steps fewer."""
+    return cfg.num_updates * cfg.batch_size * (cfg.k_explore + 1) * cfg.horizon
+
+
+def program_name(architecture: str, cell: str, learner: str, hidden: int | None = None) -> str:
     """A program's folder name: its topology, cell and learner (``central_gru``,
     ``meta_mingru_ppo``, ``sequential_lstm_ppo``); the paper's LSTM with A2C keeps the
-    topology's name alone (``sequential``, ``central_lstm``, ``meta_lstm``)."""
+    topology's name alone (``sequential``, ``central_lstm``, ``meta_lstm``). ``hidden``: the
+    memory size its rows fix (``Row.hidden``), appended (``meta_lstm_h32``, ``meta_gru_h32``);
+    None where they do not (every paper table)."""
     if cell == "lstm" and learner == "a2c":
-        return architecture
-    parts = [architecture.removesuffix("_lstm"), cell] + ([learner] if learner != "a2c" else [])
-    return "_".join(safe_name(p) for p in parts)
+        name = architecture
+    else:
+        parts = [architecture.removesuffix("_lstm"), cell] + (
+            [learner] if learner != "a2c" else [])
+        name = "_".join(safe_name(p) for p in parts)
+    return name if hidden is None else f"{name}_h{hidden}"
 
 
-def program_folder(folder, architecture: str, cfg: TrainConfig) -> str:
+def program_folder(folder, architecture: str, cfg: TrainConfig,
+                   hidden: int | None = None) -> str:
     """``program_name``, except for a folder made before programs were named by cell and
     learner: a subfolder under the topology's name alone whose config is this program's
-    (or this run to another length) keeps it, so it resumes."""
+    (or this run to another length) keeps it, so it resumes. ``hidden``: the memory size
+    its rows fix (newer than those folders: no old name to keep)."""
     from cmrl_jax.results.continuation import only_length_differs
     from cmrl_jax.results.folder import CONFIG_FILE
 
-    name = program_name(architecture, cfg.cell, cfg.learner)
+    name = program_name(architecture, cfg.cell, cfg.learner, hidden)
+    if hidden is not None:
+        return name
     legacy = folder / architecture / CONFIG_FILE
     if name != architecture and not (folder / name).exists() and legacy.exists():
         saved, wanted = legacy.read_text(), cfg.to_json()
@@ -577,15 +629,20 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
 
     recipe_rate, _ = _recipe(spec, args, "learning_rate")
     recipe_lambda, _ = _recipe(spec, args, "lambda_div")
-    groups: dict[str, list[Row]] = {}
+    # one program per (architecture, memory size a row fixes), in the order rows come
+    groups: dict[tuple[str, int | None], list[Row]] = {}
     for m in methods:
         row = by_label[m]
-        arch = spec.cmrl_architecture if get_method(row.method).concurrent else "sequential"
-        groups.setdefault(arch, []).append(row)
+        groups.setdefault((row.topology(spec.cmrl_architecture), row.hidden), []).append(row)
+    fixed = next((by_label[m] for m in methods if by_label[m].hidden is not None), None)
+    if fixed is not None and _from_command_line(sources["hidden"]):
+        raise ConfigError(f"{sources['hidden']} sets every program's memory size, but row "
+                          f"{fixed.label!r} fixes its own ({fixed.hidden}): select rows without "
+                          "one (--methods), or leave the memory size to the table")
     programs = []
     env = spec.env if spec.env is not None and spec.env.matches(base.env, base.env_kwargs) \
         else None  # bound by the first program's validation otherwise
-    for arch, rows in groups.items():
+    for (arch, row_hidden), rows in groups.items():
         runs = []
         for row in rows:
             lam = 0.0
@@ -602,17 +659,18 @@ def make_plan(spec: TableSpec, args: TableArgs) -> Plan:
             for lr in rates:
                 for seed in range(args.seeds):
                     runs.append(RunSpec(row.method, seed, float(lr), float(lam), label))
-        hidden = get_method(rows[0].method).hidden if sources["hidden"] == METHOD_DEFAULT \
-            else base.hidden
+        hidden = row_hidden if row_hidden is not None else get_method(rows[0].method).hidden \
+            if sources["hidden"] == METHOD_DEFAULT else base.hidden
         cfg = program_config(spec, args, base, sources, arch != "sequential")
         cfg = dataclasses.replace(cfg, architecture=arch, hidden=hidden, runs=tuple(runs))
         env = cfg.validate(env)  # once per program; the env resolved and built once
-        programs.append((arch, cfg))
+        programs.append((arch, row_hidden, cfg))
 
     from cmrl_jax.results.paths import results_path
 
     folder = results_path(args.out or f"results/{spec.name}")
-    programs = [(program_folder(folder, arch, cfg), cfg) for arch, cfg in programs]
+    programs = [(program_folder(folder, arch, cfg, row_hidden), cfg)
+                for arch, row_hidden, cfg in programs]
     recorded = dataclasses.asdict(args) | {g: given(getattr(args, g)) for g in OPTION_GROUPS}
     exp = without_added_later({k: v for k, v in recorded.items()
                                if k not in RUNTIME_OPTIONS}, ADDED_LATER_OPTIONS)

@@ -113,24 +113,42 @@ def summarize(curve: dict, thresholds: tuple[float, ...]) -> dict:
     }
 
 
-def _heldout(curve: dict) -> dict:
-    """Final success on the env's held-out tasks (percent: mean, std, per seed, interval),
-    where the curve has it."""
+def heldout_per_seed(curve: dict) -> dict[str, np.ndarray]:
+    """``per_seed`` of the curve's held-out evaluation: {"heldout_final_success" [S]
+    (percent), "heldout_auc" [S]} (empty where the curve has none)."""
     if "heldout_success" not in curve:
         return {}
-    final = 100 * curve["heldout_success"][:, -1]
+    seeds = per_seed({"updates": curve["updates"], "success": curve["heldout_success"]})
+    return {"heldout_final_success": seeds["final_success"], "heldout_auc": seeds["auc"]}
+
+
+def _heldout(curve: dict) -> dict:
+    """Final success (percent) and AuC on the env's held-out tasks: mean, std, per seed,
+    intervals (IQM from 5 seeds), where the curve has them."""
+    seeds = heldout_per_seed(curve)
+    if not seeds:
+        return {}
+    final, auc = seeds["heldout_final_success"], seeds["heldout_auc"]
     return {"heldout_final_success_mean": float(final.mean()),
             "heldout_final_success_std": float(final.std()),
             "heldout_final_success_per_seed": final.tolist(),
-            **_intervals("heldout_final_success", final)}
+            **_intervals("heldout_final_success", final),
+            "heldout_auc": float(auc.mean()),
+            "heldout_auc_std": float(auc.std()),
+            "heldout_auc_per_seed": auc.tolist(),
+            **_intervals("heldout_auc", auc)}
 
 
 def improvement(better: dict, than: dict, than_label: str) -> dict | None:
     """P(a run of ``better`` beats a run of ``than``) on final success and on AuC, with 95 %
-    intervals (curves as ``curves`` gives them; None: fewer than 2 seeds on a side)."""
+    intervals, and on the held-out ones where both curves have them (``heldout_final_success``,
+    ``heldout_auc``) (curves as ``curves`` gives them; None: fewer than 2 seeds on a side)."""
     a, b = per_seed(better), per_seed(than)
+    a_held, b_held = heldout_per_seed(better), heldout_per_seed(than)
+    if a_held and b_held:
+        a, b = a | a_held, b | b_held
     out = {"over": than_label}
-    for name in ("final_success", "auc"):
+    for name in a:
         p = stats.improvement_interval(a[name], b[name])
         if p is None:
             return None
@@ -180,8 +198,9 @@ def render_table(
 ) -> str:
     """Markdown table: for each row ours, then the paper's beneath it (or "not in the paper").
 
-    ``visited=False`` (an env that reports no goals) omits the Visited Goals column; a
-    Held-out Final column appears when a row has held-out results (``EnvSpec.heldout``). Rows
+    ``visited=False`` (an env that reports no goals) omits the Visited Goals column;
+    Held-out Final and Held-out AuC columns appear when a row has held-out results
+    (``EnvSpec.heldout``). Rows
     with intervals (``summarize``) show them as ``[lo, hi]``; IQM columns (final success and
     AuC) appear when a row has >= 5 seeds; probabilities of improvement and a legend follow
     the table, and ``few_seeds_note`` where a row's intervals rest on fewer than 5 seeds.
@@ -191,7 +210,7 @@ def render_table(
     with_iqm = any("final_success_iqm" in s for s in ours.values())
     iqm_head = ["IQM Final", "IQM AuC"] if with_iqm else []
     with_held = any("heldout_final_success_mean" in s for s in ours.values())
-    held_head = ["Held-out Final"] if with_held else []
+    held_head = ["Held-out Final", "Held-out AuC"] if with_held else []
     head = ["Model", "source", "AuC", "Final Perf.", *held_head, *iqm_head,
             *[f"{t}%" for t in th], *goals, "lr"]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -200,8 +219,9 @@ def render_table(
                 f"{s['auc_iqm']:.2f}{_ci(s, 'auc_iqm_ci', '.2f')}"]
                if "final_success_iqm" in s else ["-", "-"]) if with_iqm else []
         held = ([_mean_std(s["heldout_final_success_mean"], s["heldout_final_success_std"],
-                           s.get("seeds")) + _ci(s, "heldout_final_success_ci", ".1f")
-                 if "heldout_final_success_mean" in s else "-"] if with_held else [])
+                           s.get("seeds")) + _ci(s, "heldout_final_success_ci", ".1f"),
+                 f"{s['heldout_auc']:.2f}{_ci(s, 'heldout_auc_ci', '.2f')}"]
+                if "heldout_final_success_mean" in s else ["-", "-"]) if with_held else []
         lines.append(
             "| "
             + " | ".join(
@@ -232,7 +252,7 @@ def render_table(
                         "paper",
                         f"{p['auc']:.2f}",
                         f"{p['final']:.1f} ± {p['final_std']:.1f}%",
-                        *([""] if with_held else []),
+                        *(["", ""] if with_held else []),
                         *(["", ""] if with_iqm else []),
                         *until,
                         *([f"{p['visited']:.2f}"] if visited else []),
@@ -245,10 +265,14 @@ def render_table(
     for method, s in ours.items():
         imp = s.get("probability_of_improvement")
         if imp:
+            held = (f"; held-out final success {imp['heldout_final_success']:.2f}"
+                    f"{_ci(imp, 'heldout_final_success_ci', '.2f')}, held-out AuC "
+                    f"{imp['heldout_auc']:.2f}{_ci(imp, 'heldout_auc_ci', '.2f')}"
+                    if "heldout_auc" in imp else "")
             notes.append(
                 f"P({method} > {imp['over']}): final success {imp['final_success']:.2f}"
                 f"{_ci(imp, 'final_success_ci', '.2f')}, AuC {imp['auc']:.2f}"
-                f"{_ci(imp, 'auc_ci', '.2f')}.")
+                f"{_ci(imp, 'auc_ci', '.2f')}{held}.")
     if any("final_success_ci" in s for s in ours.values()):
         notes.append(
             f"[lo, hi]: {100 * stats.CONFIDENCE:.0f} % intervals over seeds (percentile "
