@@ -36,6 +36,7 @@ needs_xland = pytest.mark.skipif(xland is None, reason="the xland extra is not i
 CLI = ["--methods", "Max-Until-Exploit", "--seeds", "1", "--updates", "6", "--chunk-updates",
        "1", "--batch-size", "4", "--no-progress", "--extra", "eval_batches=1", "eval_batch_size=8"]
 PROGRAM = "central_lstm"
+PPO_PROGRAM = "central_lstm_ppo"  # a program's folder names its learner (tables.program_name)
 ENV = "xland:XLand-MiniGrid-R1-9x9"
 # tests/test_xland.py's tiny XLand command (the same compiled program).
 XLAND_CLI = ["--env", ENV, "--env-option", "num_rulesets=16", "--updates", "2", "--chunk-updates",
@@ -285,14 +286,14 @@ def reference(tmp_path_factory) -> Path:
 
 def _same_outcome(folder: Path, reference: Path) -> None:
     """The table, its JSON, the figure and the eval log equal the uninterrupted run's."""
-    for name in ("table.md", "table.json", "table1.png", f"{PROGRAM}/eval.jsonl"):
+    for name in ("table.md", "table.json", "table1.png", f"{PPO_PROGRAM}/eval.jsonl"):
         assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
 
 
 @pytest.mark.slow  # one PPO run of the table command (the fixture), shared by the tests below
 def test_log_tensorboard_with_ppo(reference):
     """``--learner ppo --log tensorboard``: the event files hold eval.jsonl's scalars."""
-    _tensorboard_holds_the_log(reference / PROGRAM)
+    _tensorboard_holds_the_log(reference / PPO_PROGRAM)
 
 
 @pytest.mark.slow  # two runs of the table command
@@ -307,13 +308,13 @@ def test_sigint_twice_during_a_checkpoint_write_keeps_it_whole_and_resumes(refer
     code, err = _command(folder, argv, "save:3")
     assert code == 130, err
     assert err.strip().splitlines() == [INTERRUPTED], err
-    checkpoints = folder / PROGRAM / "checkpoints"
+    checkpoints = folder / PPO_PROGRAM / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir()) == ["2", "3"]
     assert _stray(folder) == []
     code, err = _command(folder, argv)
     assert code == 0, err
     _same_outcome(folder, reference)
-    _tensorboard_holds_the_log(folder / PROGRAM)
+    _tensorboard_holds_the_log(folder / PPO_PROGRAM)
 
 
 @pytest.mark.slow  # four runs of the table command on a finished folder

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cmrl_jax.commands.tables import program_name
 from cmrl_jax.loop import read_history, run_training
 from cmrl_jax.results.folder import EvalRow
 from cmrl_jax.results.sinks import GuardedSink, TensorBoardSink, WandbSink, scalars
@@ -233,7 +234,7 @@ def test_kills_and_signals_lose_no_sink_row(tmp_path, learner):
     eval.jsonl's scalars, each update once (one program, two sinks: writes 1-2 are update
     0's). After each signal but kill -9, W&B holds what it was given, nothing twice."""
     folder = tmp_path / "out"
-    program = folder / "central_lstm"
+    program = folder / program_name("central_lstm", "lstm", learner)
     for fault in [("before", 3, "SIGKILL"), ("before", 4, "SIGTERM"), ("after", 3, "SIGKILL"),
                   ("before", 4, "SIGINT")]:
         code, err = _command(folder, learner, fault)
