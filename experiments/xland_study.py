@@ -78,12 +78,11 @@ length would choose; rulesets with production rules (``rules=0`` throughout).
 """
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
-from cmrl_jax.commands.cli import EXIT_USAGE, parse_cli
-from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.cli import parse_cli
+from cmrl_jax.commands.experiment import run_built
 from cmrl_jax.commands.tables import Row, TableArgs, TableSpec
 from cmrl_jax.config import ConfigError, TrainConfig
 
@@ -221,12 +220,7 @@ def table_args(args: StudyArgs) -> tuple[TableSpec, TableArgs]:
 def main(argv: list[str] | None = None) -> dict:
     """Run the study from the command line."""
     args = parse_cli(StudyArgs, argv, __doc__.splitlines()[0])
-    try:
-        spec, resolved = table_args(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-    return run_table(spec, args=resolved)
+    return run_built(lambda: table_args(args))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,18 @@ def oracle_text(oracle, env) -> str:
     return oracle(env) if takes_env else oracle()
 
 
+def run_built(build) -> dict:
+    """``run_table`` on the (spec, TableArgs) that ``build()`` makes from a command's own
+    arguments (the generic command, the XLand study): a ConfigError while building is one
+    ``error:`` line and exit status 2, as ``run_table``'s own refusals."""
+    try:
+        spec, args = build()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return run_table(spec, args=args)
+
+
 def run_table(spec: TableSpec, argv: list[str] | None = None,
               args: "TableArgs | None" = None) -> dict:
     """CLI entry: parse, validate, train (resuming), write table.md / table.json / figure.

@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmrl_jax.commands.cli import EXIT_USAGE, parse_assignments, parse_cli
-from cmrl_jax.commands.experiment import run_table
+from cmrl_jax.commands.cli import parse_assignments, parse_cli
+from cmrl_jax.commands.experiment import run_built
 from cmrl_jax.commands.tables import (
     PAPER_METHODS,
     TRAIN_DEFAULT,
@@ -260,16 +260,15 @@ def make_spec(args: TrainArgs) -> tuple[TableSpec, TrainArgs]:
 def main(argv: list[str] | None = None) -> dict:
     """Run the generic experiment from the command line."""
     args = parse_cli(TrainArgs, argv, inspect.getdoc(sys.modules[__name__]).splitlines()[0])
-    try:
+
+    def build():
         if args.distributed:  # before building the env touches a device
             from cmrl_jax.results.runtime import init_distributed
 
             init_distributed()
-        spec, args = make_spec(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-    return run_table(spec, args=args)
+        return make_spec(args)
+
+    return run_built(build)
 
 
 if __name__ == "__main__":
